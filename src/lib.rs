@@ -1,1 +1,4 @@
+//! OpenSandbox controller: CRDs, informer cache, actors, SDK API and standalone runtime.
+
 pub mod crd;
+pub mod standalone;

@@ -1,0 +1,1 @@
+//! Patch strategies: strategic merge and server-side apply.

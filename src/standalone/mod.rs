@@ -1,0 +1,3 @@
+//! Standalone mode: the embedded Kubernetes API server and the local node agent.
+
+pub mod apiserver;
