@@ -2,7 +2,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "opensandbox", version, about = "OpenSandbox controller, SDK API and standalone runtime")]
+#[command(
+    name = "opensandbox",
+    version,
+    about = "OpenSandbox controller, SDK API and standalone runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,8 @@ fn crdgen(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             for crd in &crds {
                 let path = dir.join(opensandbox::crd::crd_file_name(crd));
                 let yaml = opensandbox::crd::crd_yaml(crd)?;
-                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         None => {

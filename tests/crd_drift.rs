@@ -9,8 +9,13 @@ fn chart_crds_match_the_types() {
     assert_eq!(crds.len(), 3);
     for crd in &crds {
         let path = dir.join(opensandbox::crd::crd_file_name(crd));
-        let on_disk = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{} is missing ({e}); run `opensandbox crdgen --out-dir {}`", path.display(), dir.display()));
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} is missing ({e}); run `opensandbox crdgen --out-dir {}`",
+                path.display(),
+                dir.display()
+            )
+        });
         let generated = opensandbox::crd::crd_yaml(crd).unwrap();
         assert!(
             on_disk == generated,

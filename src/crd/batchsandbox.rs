@@ -23,12 +23,36 @@ use super::{keys, schema};
     printcolumn(name = "TOTAL", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "ALLOCATED", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.ready"),
-    printcolumn(name = "TASK_RUNNING", type_ = "integer", json_path = ".status.taskRunning", priority = 1),
-    printcolumn(name = "TASK_SUCCEED", type_ = "integer", json_path = ".status.taskSucceed", priority = 1),
-    printcolumn(name = "TASK_FAILED", type_ = "integer", json_path = ".status.taskFailed", priority = 1),
-    printcolumn(name = "TASK_UNKNOWN", type_ = "integer", json_path = ".status.taskUnknown", priority = 1),
+    printcolumn(
+        name = "TASK_RUNNING",
+        type_ = "integer",
+        json_path = ".status.taskRunning",
+        priority = 1
+    ),
+    printcolumn(
+        name = "TASK_SUCCEED",
+        type_ = "integer",
+        json_path = ".status.taskSucceed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "TASK_FAILED",
+        type_ = "integer",
+        json_path = ".status.taskFailed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "TASK_UNKNOWN",
+        type_ = "integer",
+        json_path = ".status.taskUnknown",
+        priority = 1
+    ),
     printcolumn(name = "EXPIRE", type_ = "string", json_path = ".spec.expireTime"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BatchSandboxSpec {

@@ -78,12 +78,21 @@ mod tests {
     #[test]
     fn set_keeps_transition_time_when_status_unchanged() {
         let mut list = vec![Condition::new("Ready", true, "A", "a", "t1")];
-        assert!(set_condition(&mut list, Condition::new("Ready", true, "B", "b", "t2")));
+        assert!(set_condition(
+            &mut list,
+            Condition::new("Ready", true, "B", "b", "t2")
+        ));
         assert_eq!(list[0].last_transition_time.as_deref(), Some("t1"));
         assert_eq!(list[0].reason.as_deref(), Some("B"));
-        assert!(set_condition(&mut list, Condition::new("Ready", false, "C", "c", "t3")));
+        assert!(set_condition(
+            &mut list,
+            Condition::new("Ready", false, "C", "c", "t3")
+        ));
         assert_eq!(list[0].last_transition_time.as_deref(), Some("t3"));
         assert_eq!(list[0].status, "False");
-        assert!(!set_condition(&mut list, Condition::new("Ready", false, "C", "c", "t4")));
+        assert!(!set_condition(
+            &mut list,
+            Condition::new("Ready", false, "C", "c", "t4")
+        ));
     }
 }

@@ -23,7 +23,11 @@ use super::schema;
     printcolumn(name = "ALLOCATED", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(name = "AVAILABLE", type_ = "integer", json_path = ".status.available"),
     printcolumn(name = "UPDATED", type_ = "integer", json_path = ".status.updated"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PoolSpec {

@@ -20,7 +20,11 @@ use super::schema;
     status = "SandboxSnapshotStatus",
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "SANDBOX", type_ = "string", json_path = ".spec.sandboxName"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxSnapshotSpec {

@@ -63,13 +63,21 @@ impl ApiError {
     pub fn not_found(res: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(Some(res), name)),
-            ..Self::new(404, "NotFound", format!("{} \"{}\" not found", res.qualified_name(), name))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{}\" not found", res.qualified_name(), name),
+            )
         }
     }
 
     /// A path or resource type the server does not serve.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn already_exists(res: &ResourceInfo, name: &str) -> Self {
@@ -122,7 +130,12 @@ impl ApiError {
         let message = if summary.len() == 1 {
             format!("{} \"{}\" is invalid: {}", kind_name(res), name, summary[0])
         } else {
-            format!("{} \"{}\" is invalid: [{}]", kind_name(res), name, summary.join(", "))
+            format!(
+                "{} \"{}\" is invalid: [{}]",
+                kind_name(res),
+                name,
+                summary.join(", ")
+            )
         };
         let mut d = details(Some(res), name);
         d["kind"] = json!(res.kind);
