@@ -1,0 +1,119 @@
+//! Serving the API: in-process as a `tower::Service` for `kube::Client`, and over loopback
+//! HTTP/1.1 for real binaries (kubectl, helm, the manager in another process).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::server::{Body, Core, error_response};
+use super::status::ApiError;
+
+/// Reads a whole request body, refusing more than `limit` bytes.
+async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = http_body_util::Limited::new(body, limit + 1);
+    match limited.collect().await {
+        Ok(c) => {
+            let b = c.to_bytes();
+            if b.len() > limit {
+                Err(ApiError::too_large(limit))
+            } else {
+                Ok(b)
+            }
+        }
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::too_large(limit))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "error reading the request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+async fn serve_request<B>(core: Arc<Core>, req: Request<B>) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    match collect_limited(body, core.config.max_body_bytes).await {
+        Ok(bytes) => core.handle(Request::from_parts(parts, bytes)).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The in-process service handed to `kube::Client::new`.
+#[derive(Clone)]
+pub struct InProcess {
+    pub(crate) core: Arc<Core>,
+}
+
+impl tower::Service<Request<kube::client::Body>> for InProcess {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
+        let core = self.core.clone();
+        Box::pin(async move { Ok(serve_request(core, req).await) })
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until the task is aborted.
+pub fn serve_http(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let core = core.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let core = core.clone();
+                    async move { Ok::<_, Infallible>(serve_request(core, req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    })
+}
+
+/// Binds `addr` (port 0 for any free port) and returns the bound address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// A kubeconfig pointing at `http://addr` with namespace `default`.
+pub fn kubeconfig(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: opensandbox\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: opensandbox\n  context:\n    cluster: opensandbox\n    user: opensandbox\n    namespace: default\ncurrent-context: opensandbox\nusers:\n- name: opensandbox\n  user:\n    token: opensandbox-local\n"
+    )
+}
