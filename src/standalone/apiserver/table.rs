@@ -52,11 +52,21 @@ impl TableOptions {
 
 /// True when an Accept header asks for a `meta.k8s.io` Table (v1 or v1beta1).
 pub fn parse_table_accept(accept: &str) -> bool {
-    media_ranges(accept).iter().any(|r| {
-        r.essence.eq_ignore_ascii_case("application/json")
+    table_api_version(accept).is_some()
+}
+
+/// The Table `apiVersion` an Accept header asks for first (`meta.k8s.io/v1` or
+/// `meta.k8s.io/v1beta1`). `render_table` writes v1; kubectl offers both, v1 first.
+pub fn table_api_version(accept: &str) -> Option<&'static str> {
+    media_ranges(accept).iter().find_map(|r| {
+        let table = r.essence.eq_ignore_ascii_case("application/json")
             && r.param("as") == Some("Table")
-            && r.param("g") == Some("meta.k8s.io")
-            && matches!(r.param("v"), Some("v1" | "v1beta1"))
+            && r.param("g") == Some("meta.k8s.io");
+        match r.param("v") {
+            Some("v1") if table => Some("meta.k8s.io/v1"),
+            Some("v1beta1") if table => Some("meta.k8s.io/v1beta1"),
+            _ => None,
+        }
     })
 }
 
@@ -258,45 +268,45 @@ fn custom_cells(cols: &[PrinterColumn], obj: &Value, now: DateTime<Utc>) -> Vec<
 }
 
 /// One CRD cell from the JSONPath results; a missing value is null (printed blank).
+/// Like the real server, only the first match is used, even when the path selects several.
 fn cell_for(type_: &str, results: &[&Value], now: DateTime<Utc>) -> Value {
     let Some(first) = results.first() else {
         return Value::Null;
     };
-    match type_ {
-        "string" => {
-            let parts: Vec<String> = results.iter().map(|v| plain_text(v)).collect();
-            json!(parts.join(","))
-        }
-        "integer" => match first {
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().map(|f| f as i64))
-                .map_or(Value::Null, |i| json!(i)),
-            _ => Value::Null,
+    match (type_, first) {
+        (_, Value::Null) => Value::Null,
+        ("string", v) => json!(go_text(v)),
+        ("integer", Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, |i| json!(i)),
+        ("number", v @ Value::Number(_)) | ("boolean", v @ Value::Bool(_)) => (*v).clone(),
+        ("date", Value::String(s)) => match parse_time(s) {
+            Some(t) => json!(human_duration(now - t)),
+            None => json!("<invalid>"),
         },
-        "number" => match first {
-            Value::Number(_) => (*first).clone(),
-            _ => Value::Null,
-        },
-        "boolean" => match first {
-            Value::Bool(_) => (*first).clone(),
-            _ => Value::Null,
-        },
-        "date" => match first {
-            Value::String(s) => match parse_time(s) {
-                Some(t) => json!(human_duration(now - t)),
-                None => json!("<invalid>"),
-            },
-            _ => Value::Null,
-        },
-        _ => (*first).clone(),
+        _ => Value::Null,
     }
 }
 
-/// How a JSONPath result prints as text: strings bare, everything else as JSON.
-pub(crate) fn plain_text(v: &Value) -> String {
+/// A JSONPath result printed as text the way Go's `%v` prints decoded JSON:
+/// strings bare, `map[k:v ...]` with sorted keys, `[a b]` for arrays.
+pub(crate) fn go_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Null => "<nil>".to_string(),
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(go_text).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(m) => {
+            let mut items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_text(v)))
+                .collect();
+            items.sort();
+            format!("map[{}]", items.join(" "))
+        }
         other => other.to_string(),
     }
 }

@@ -139,7 +139,7 @@ fn custom(cols: &[(&str, &str, &str)]) -> ResourceInfo {
 }
 
 #[test]
-fn custom_columns_jsonpath_filters_missing_and_multiple() {
+fn custom_columns_jsonpath_filters_missing_and_first_match() {
     let r = custom(&[
         (
             "READY",
@@ -165,7 +165,7 @@ fn custom_columns_jsonpath_filters_missing_and_multiple() {
     let obj = json!({
         "metadata": {"name": "x"},
         "spec": {"containers": [{"name": "a", "image": "ia"}, {"name": "b", "image": "ib"}],
-                 "obj": {"k": 1}},
+                 "obj": {"z": ["a", true], "k": 1}},
         "status": {"conditions": [{"type": "Ready", "status": "True"}],
                    "count": 4.0, "ratio": 0.5, "ok": true,
                    "when": ago(Duration::days(4)), "bad": "yesterday"}
@@ -177,12 +177,12 @@ fn custom_columns_jsonpath_filters_missing_and_multiple() {
             json!("x"),
             json!("True"),
             Value::Null,
-            json!("ia,ib"),
+            json!("ia"),
             json!("a"),
             json!(4),
             json!(0.5),
             json!(true),
-            json!("{\"k\":1}"),
+            json!("map[k:1 z:[a true]]"),
             json!("4d"),
             json!("<invalid>"),
             Value::Null,
@@ -251,6 +251,12 @@ fn include_object_variants_and_metadata() {
 fn accept_and_include_object_parsing() {
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
     assert!(parse_table_accept(table));
+    assert_eq!(table_api_version(table), Some("meta.k8s.io/v1"));
+    assert_eq!(
+        table_api_version("application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+        Some("meta.k8s.io/v1beta1")
+    );
+    assert_eq!(table_api_version("application/json"), None);
     assert!(parse_table_accept(
         "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
     ));
