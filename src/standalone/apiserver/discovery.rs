@@ -112,6 +112,25 @@ pub fn wants_aggregated(accept: &str) -> Option<AggregatedVersion> {
     })
 }
 
+/// Content-Type of every legacy discovery answer.
+pub const LEGACY_CONTENT_TYPE: &str = "application/json";
+
+/// The whole answer to `GET /api`: (Content-Type, body), aggregated when the client asks for it.
+pub fn core_root(reg: &Registry, accept: &str, server_address: &str) -> (&'static str, Value) {
+    match wants_aggregated(accept) {
+        Some(ver) => (ver.content_type(), aggregated_core_as(reg, ver)),
+        None => (LEGACY_CONTENT_TYPE, legacy_api_versions(server_address)),
+    }
+}
+
+/// The whole answer to `GET /apis`: (Content-Type, body), aggregated when the client asks for it.
+pub fn groups_root(reg: &Registry, accept: &str) -> (&'static str, Value) {
+    match wants_aggregated(accept) {
+        Some(ver) => (ver.content_type(), aggregated_groups_as(reg, ver)),
+        None => (LEGACY_CONTENT_TYPE, api_group_list(reg)),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Aggregated discovery
 
@@ -523,6 +542,25 @@ mod tests {
             AggregatedVersion::V2.content_type(),
             "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
         );
+    }
+
+    #[test]
+    fn root_answers_follow_accept() {
+        let reg = registry();
+        let agg =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        let (ct, body) = core_root(&reg, agg, "127.0.0.1:1");
+        assert_eq!(ct, AGGREGATED_CONTENT_TYPE_V2);
+        assert_eq!(body["kind"], "APIGroupDiscoveryList");
+        let (ct, body) = core_root(&reg, "application/json, */*", "127.0.0.1:1");
+        assert_eq!(ct, "application/json");
+        assert_eq!(body["kind"], "APIVersions");
+        let (ct, body) = groups_root(&reg, agg);
+        assert_eq!(ct, AGGREGATED_CONTENT_TYPE_V2);
+        assert_eq!(body["apiVersion"], "apidiscovery.k8s.io/v2");
+        let (ct, body) = groups_root(&reg, "*/*");
+        assert_eq!(ct, "application/json");
+        assert_eq!(body["kind"], "APIGroupList");
     }
 
     #[test]
