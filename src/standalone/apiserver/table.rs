@@ -187,12 +187,19 @@ fn row_object(res: &ResourceInfo, obj: &Value, include: IncludeObject) -> Option
     }
 }
 
-enum Printer<'a> {
-    Custom(&'a [PrinterColumn]),
+enum Printer {
+    Custom(Vec<CustomColumn>),
     Builtin(builtin::Printer),
 }
 
-impl Printer<'_> {
+/// A CRD printer column with its JSONPath parsed once per Table.
+struct CustomColumn {
+    def: PrinterColumn,
+    /// None when the path does not parse: the cells are then null.
+    path: Option<JsonPath>,
+}
+
+impl Printer {
     fn columns(&self) -> Vec<Column> {
         match self {
             Printer::Custom(cols) => custom_columns(cols),
@@ -215,12 +222,23 @@ impl Printer<'_> {
     }
 }
 
-fn printer_for(res: &ResourceInfo) -> Printer<'_> {
+fn printer_for(res: &ResourceInfo) -> Printer {
     if res.builtin {
-        Printer::Builtin(builtin::Printer::for_kind(&res.group, &res.kind))
-    } else {
-        Printer::Custom(&res.printer_columns)
+        return Printer::Builtin(builtin::Printer::for_kind(&res.group, &res.kind));
     }
+    let defs = if res.printer_columns.is_empty() {
+        vec![default_age_column()]
+    } else {
+        res.printer_columns.clone()
+    };
+    Printer::Custom(
+        defs.into_iter()
+            .map(|def| CustomColumn {
+                path: JsonPath::parse(&def.json_path).ok(),
+                def,
+            })
+            .collect(),
+    )
 }
 
 /// The Age column the real server adds to a custom resource without printer columns.
@@ -235,34 +253,30 @@ fn default_age_column() -> PrinterColumn {
     }
 }
 
-fn effective_columns(cols: &[PrinterColumn]) -> Vec<PrinterColumn> {
-    if cols.is_empty() {
-        vec![default_age_column()]
-    } else {
-        cols.to_vec()
-    }
-}
-
-fn custom_columns(cols: &[PrinterColumn]) -> Vec<Column> {
+fn custom_columns(cols: &[CustomColumn]) -> Vec<Column> {
     let mut out = vec![Column::name_column()];
-    out.extend(effective_columns(cols).into_iter().map(|c| Column {
-        name: c.name,
-        type_: c.type_,
-        format: c.format,
-        description: c.description,
-        priority: c.priority,
+    out.extend(cols.iter().map(|c| Column {
+        name: c.def.name.clone(),
+        type_: c.def.type_.clone(),
+        format: c.def.format.clone(),
+        description: if c.def.description.is_empty() {
+            format!(
+                "Custom resource definition column (in JSONPath format): {}",
+                c.def.json_path
+            )
+        } else {
+            c.def.description.clone()
+        },
+        priority: c.def.priority,
     }));
     out
 }
 
-fn custom_cells(cols: &[PrinterColumn], obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+fn custom_cells(cols: &[CustomColumn], obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut cells = vec![json!(name_of(obj))];
-    for col in effective_columns(cols) {
-        let results = match JsonPath::parse(&col.json_path) {
-            Ok(path) => path.find(obj),
-            Err(_) => Vec::new(),
-        };
-        cells.push(cell_for(&col.type_, &results, now));
+    for col in cols {
+        let results = col.path.as_ref().map(|p| p.find(obj)).unwrap_or_default();
+        cells.push(cell_for(&col.def.type_, &results, now));
     }
     cells
 }

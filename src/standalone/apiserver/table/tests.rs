@@ -170,7 +170,12 @@ fn custom_columns_jsonpath_filters_missing_and_first_match() {
                    "count": 4.0, "ratio": 0.5, "ok": true,
                    "when": ago(Duration::days(4)), "bad": "yesterday"}
     });
-    let c = cells(&render_one(&r, &obj));
+    let t = render_one(&r, &obj);
+    assert_eq!(
+        t["columnDefinitions"][3]["description"],
+        "Custom resource definition column (in JSONPath format): .spec.containers[*].image"
+    );
+    let c = cells(&t);
     assert_eq!(
         c,
         vec![
