@@ -270,35 +270,39 @@ fn workload_wide_cells(spec: &Value) -> Vec<Value> {
     ]
 }
 
-/// `k=v,k2 in (a,b),!k3`, or `<none>` for an empty selector.
+/// A label selector as the real server prints it: requirements sorted by key
+/// (`app=web,tier in (a,b),!legacy`), or `<none>` for an empty selector.
 pub(super) fn label_selector(sel: &Value) -> String {
-    let mut parts: Vec<String> = sel["matchLabels"]
+    let mut parts: Vec<(String, String)> = sel["matchLabels"]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())))
         .collect();
     for e in sel["matchExpressions"].as_array().into_iter().flatten() {
         let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"]
+        let mut values: Vec<&str> = e["values"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        parts.push(match e["operator"].as_str().unwrap_or_default() {
+        values.sort_unstable();
+        let text = match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
             "Exists" => key.to_string(),
             "DoesNotExist" => format!("!{key}"),
             other => format!("{key} {other} ({})", values.join(",")),
-        });
+        };
+        parts.push((key.to_string(), text));
     }
     if parts.is_empty() {
-        NONE.to_string()
-    } else {
-        parts.join(",")
+        return NONE.to_string();
     }
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let texts: Vec<String> = parts.into_iter().map(|(_, t)| t).collect();
+    texts.join(",")
 }
 
 /// `k=v,...` of a plain label map (sorted), or `<none>`.

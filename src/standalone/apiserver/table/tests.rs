@@ -492,7 +492,8 @@ fn deployment_table() {
     let d = json!({
         "metadata": {"name": "web", "creationTimestamp": ago(Duration::days(4))},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"},
-                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["b", "a"]},
+                                         {"key": "alpha", "operator": "DoesNotExist"}]},
                  "template": {"spec": {"containers": [{"name": "a", "image": "ia"}, {"name": "b", "image": "ib"}]}}},
         "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
     });
@@ -520,7 +521,7 @@ fn deployment_table() {
             json!("4d"),
             json!("a,b"),
             json!("ia,ib"),
-            json!("app=web,tier in (a,b)")
+            json!("!alpha,app=web,tier in (a,b)")
         ]
     );
 }
