@@ -1,8 +1,9 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`).
 //!
 //! helm writes its release Secrets and its DeleteOptions in protobuf, and kubectl's generator
-//! subcommands (`create configmap`, `create namespace`) do the same. Responses are always JSON,
-//! so only decoding is needed, and only for the kinds those clients send.
+//! subcommands (`create configmap|secret|namespace|serviceaccount|deployment|service|role|
+//! rolebinding ...`) do the same. Responses are always JSON, so only decoding is needed, and only
+//! for the kinds those clients send; any other kind is `UnsupportedKind` (answer 415).
 //!
 //! Layout: the 4 magic bytes `k8s\0`, then a `runtime.Unknown` message
 //! {1 typeMeta {1 apiVersion, 2 kind}, 2 raw (the object), 3 contentEncoding, 4 contentType}.
@@ -36,6 +37,9 @@ pub enum ProtobufError {
     BadTimestamp,
     #[error("protobuf decoding of kind {0:?} is not supported; send JSON instead")]
     UnsupportedKind(String),
+    /// A field the decoder does not know carries a value: refusing beats dropping it silently.
+    #[error("protobuf field {field} of {message} is not supported; send JSON instead")]
+    UnsupportedField { message: &'static str, field: u32 },
 }
 
 /// True when a Content-Type header names the Kubernetes protobuf media type.
@@ -56,6 +60,11 @@ pub fn decode(bytes: &[u8]) -> Result<Value, ProtobufError> {
         "Namespace" => namespace(&env.raw)?,
         "ServiceAccount" => service_account(&env.raw)?,
         "DeleteOptions" => delete_options(&env.raw)?,
+        "Deployment" => table_message(&DEPLOYMENT, &env.raw)?,
+        "Service" => table_message(&SERVICE, &env.raw)?,
+        "Pod" => table_message(&POD, &env.raw)?,
+        "Role" | "ClusterRole" => table_message(&ROLE, &env.raw)?,
+        "RoleBinding" | "ClusterRoleBinding" => table_message(&ROLE_BINDING, &env.raw)?,
         _ => return Err(ProtobufError::UnsupportedKind(env.kind)),
     };
     set_type_meta(&mut obj, &env.api_version, &env.kind);
@@ -600,6 +609,411 @@ fn preconditions(buf: &[u8]) -> Result<Value, ProtobufError> {
     Ok(Value::Object(m))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Kinds decoded through field tables (what `kubectl create deployment|service|role|rolebinding`
+// send). Unlike the hand-written messages above, these are strict: a field missing from the
+// table is accepted only when it holds the proto default, otherwise decoding fails.
+
+#[derive(Clone, Copy)]
+enum Ty {
+    /// string; empty is dropped
+    Str,
+    /// int32/int64; zero is dropped
+    Int,
+    /// optional (pointer) int; zero is kept
+    OptInt,
+    /// bool; false is dropped
+    Bool,
+    /// optional (pointer) bool; false is kept
+    OptBool,
+    StrList,
+    StrMap,
+    /// map<string, resource.Quantity {1 string}>
+    QuantityMap,
+    /// intstr.IntOrString {1 type, 2 intVal, 3 strVal}
+    IntOrString,
+    Meta,
+    Msg(&'static Desc),
+    MsgList(&'static Desc),
+    /// Accepted and dropped (status on writes of the main resource).
+    Ignore,
+}
+
+struct FieldDesc {
+    num: u32,
+    name: &'static str,
+    ty: Ty,
+}
+
+struct Desc {
+    name: &'static str,
+    fields: &'static [FieldDesc],
+}
+
+const fn f(num: u32, name: &'static str, ty: Ty) -> FieldDesc {
+    FieldDesc { num, name, ty }
+}
+
+static LABEL_SELECTOR_REQUIREMENT: Desc = Desc {
+    name: "LabelSelectorRequirement",
+    fields: &[
+        f(1, "key", Ty::Str),
+        f(2, "operator", Ty::Str),
+        f(3, "values", Ty::StrList),
+    ],
+};
+
+static LABEL_SELECTOR: Desc = Desc {
+    name: "LabelSelector",
+    fields: &[
+        f(1, "matchLabels", Ty::StrMap),
+        f(
+            2,
+            "matchExpressions",
+            Ty::MsgList(&LABEL_SELECTOR_REQUIREMENT),
+        ),
+    ],
+};
+
+static CONTAINER_PORT: Desc = Desc {
+    name: "ContainerPort",
+    fields: &[
+        f(1, "name", Ty::Str),
+        f(2, "hostPort", Ty::Int),
+        f(3, "containerPort", Ty::Int),
+        f(4, "protocol", Ty::Str),
+        f(5, "hostIP", Ty::Str),
+    ],
+};
+
+static ENV_VAR: Desc = Desc {
+    name: "EnvVar",
+    fields: &[f(1, "name", Ty::Str), f(2, "value", Ty::Str)],
+};
+
+static RESOURCES: Desc = Desc {
+    name: "ResourceRequirements",
+    fields: &[
+        f(1, "limits", Ty::QuantityMap),
+        f(2, "requests", Ty::QuantityMap),
+    ],
+};
+
+static CONTAINER: Desc = Desc {
+    name: "Container",
+    fields: &[
+        f(1, "name", Ty::Str),
+        f(2, "image", Ty::Str),
+        f(3, "command", Ty::StrList),
+        f(4, "args", Ty::StrList),
+        f(5, "workingDir", Ty::Str),
+        f(6, "ports", Ty::MsgList(&CONTAINER_PORT)),
+        f(7, "env", Ty::MsgList(&ENV_VAR)),
+        f(8, "resources", Ty::Msg(&RESOURCES)),
+        f(13, "terminationMessagePath", Ty::Str),
+        f(14, "imagePullPolicy", Ty::Str),
+        f(16, "stdin", Ty::Bool),
+        f(17, "stdinOnce", Ty::Bool),
+        f(18, "tty", Ty::Bool),
+        f(20, "terminationMessagePolicy", Ty::Str),
+        f(24, "restartPolicy", Ty::Str),
+    ],
+};
+
+static LOCAL_OBJECT_REFERENCE: Desc = Desc {
+    name: "LocalObjectReference",
+    fields: &[f(1, "name", Ty::Str)],
+};
+
+static POD_SPEC: Desc = Desc {
+    name: "PodSpec",
+    fields: &[
+        f(2, "containers", Ty::MsgList(&CONTAINER)),
+        f(3, "restartPolicy", Ty::Str),
+        f(4, "terminationGracePeriodSeconds", Ty::OptInt),
+        f(5, "activeDeadlineSeconds", Ty::OptInt),
+        f(6, "dnsPolicy", Ty::Str),
+        f(7, "nodeSelector", Ty::StrMap),
+        f(8, "serviceAccountName", Ty::Str),
+        f(9, "serviceAccount", Ty::Str),
+        f(10, "nodeName", Ty::Str),
+        f(11, "hostNetwork", Ty::Bool),
+        f(12, "hostPID", Ty::Bool),
+        f(13, "hostIPC", Ty::Bool),
+        f(15, "imagePullSecrets", Ty::MsgList(&LOCAL_OBJECT_REFERENCE)),
+        f(16, "hostname", Ty::Str),
+        f(17, "subdomain", Ty::Str),
+        f(19, "schedulerName", Ty::Str),
+        f(20, "initContainers", Ty::MsgList(&CONTAINER)),
+        f(21, "automountServiceAccountToken", Ty::OptBool),
+        f(24, "priorityClassName", Ty::Str),
+        f(25, "priority", Ty::OptInt),
+        f(27, "shareProcessNamespace", Ty::OptBool),
+        f(29, "runtimeClassName", Ty::Str),
+        f(30, "enableServiceLinks", Ty::OptBool),
+        f(31, "preemptionPolicy", Ty::Str),
+        f(35, "setHostnameAsFQDN", Ty::OptBool),
+        f(37, "hostUsers", Ty::OptBool),
+    ],
+};
+
+static POD: Desc = Desc {
+    name: "Pod",
+    fields: &[
+        f(1, "metadata", Ty::Meta),
+        f(2, "spec", Ty::Msg(&POD_SPEC)),
+        f(3, "status", Ty::Ignore),
+    ],
+};
+
+static POD_TEMPLATE_SPEC: Desc = Desc {
+    name: "PodTemplateSpec",
+    fields: &[f(1, "metadata", Ty::Meta), f(2, "spec", Ty::Msg(&POD_SPEC))],
+};
+
+static ROLLING_UPDATE_DEPLOYMENT: Desc = Desc {
+    name: "RollingUpdateDeployment",
+    fields: &[
+        f(1, "maxUnavailable", Ty::IntOrString),
+        f(2, "maxSurge", Ty::IntOrString),
+    ],
+};
+
+static DEPLOYMENT_STRATEGY: Desc = Desc {
+    name: "DeploymentStrategy",
+    fields: &[
+        f(1, "type", Ty::Str),
+        f(2, "rollingUpdate", Ty::Msg(&ROLLING_UPDATE_DEPLOYMENT)),
+    ],
+};
+
+static DEPLOYMENT_SPEC: Desc = Desc {
+    name: "DeploymentSpec",
+    fields: &[
+        f(1, "replicas", Ty::OptInt),
+        f(2, "selector", Ty::Msg(&LABEL_SELECTOR)),
+        f(3, "template", Ty::Msg(&POD_TEMPLATE_SPEC)),
+        f(4, "strategy", Ty::Msg(&DEPLOYMENT_STRATEGY)),
+        f(5, "minReadySeconds", Ty::Int),
+        f(6, "revisionHistoryLimit", Ty::OptInt),
+        f(7, "paused", Ty::Bool),
+        f(9, "progressDeadlineSeconds", Ty::OptInt),
+    ],
+};
+
+static DEPLOYMENT: Desc = Desc {
+    name: "Deployment",
+    fields: &[
+        f(1, "metadata", Ty::Meta),
+        f(2, "spec", Ty::Msg(&DEPLOYMENT_SPEC)),
+        f(3, "status", Ty::Ignore),
+    ],
+};
+
+static SERVICE_PORT: Desc = Desc {
+    name: "ServicePort",
+    fields: &[
+        f(1, "name", Ty::Str),
+        f(2, "protocol", Ty::Str),
+        f(3, "port", Ty::Int),
+        f(4, "targetPort", Ty::IntOrString),
+        f(5, "nodePort", Ty::Int),
+        f(6, "appProtocol", Ty::Str),
+    ],
+};
+
+static SERVICE_SPEC: Desc = Desc {
+    name: "ServiceSpec",
+    fields: &[
+        f(1, "ports", Ty::MsgList(&SERVICE_PORT)),
+        f(2, "selector", Ty::StrMap),
+        f(3, "clusterIP", Ty::Str),
+        f(4, "type", Ty::Str),
+        f(5, "externalIPs", Ty::StrList),
+        f(7, "sessionAffinity", Ty::Str),
+        f(8, "loadBalancerIP", Ty::Str),
+        f(9, "loadBalancerSourceRanges", Ty::StrList),
+        f(10, "externalName", Ty::Str),
+        f(11, "externalTrafficPolicy", Ty::Str),
+        f(12, "healthCheckNodePort", Ty::Int),
+        f(13, "publishNotReadyAddresses", Ty::Bool),
+        f(17, "ipFamilyPolicy", Ty::Str),
+        f(18, "clusterIPs", Ty::StrList),
+        f(19, "ipFamilies", Ty::StrList),
+        f(20, "allocateLoadBalancerNodePorts", Ty::OptBool),
+        f(21, "loadBalancerClass", Ty::Str),
+        f(22, "internalTrafficPolicy", Ty::Str),
+        f(23, "trafficDistribution", Ty::Str),
+    ],
+};
+
+static SERVICE: Desc = Desc {
+    name: "Service",
+    fields: &[
+        f(1, "metadata", Ty::Meta),
+        f(2, "spec", Ty::Msg(&SERVICE_SPEC)),
+        f(3, "status", Ty::Ignore),
+    ],
+};
+
+static POLICY_RULE: Desc = Desc {
+    name: "PolicyRule",
+    fields: &[
+        f(1, "verbs", Ty::StrList),
+        f(2, "apiGroups", Ty::StrList),
+        f(3, "resources", Ty::StrList),
+        f(4, "resourceNames", Ty::StrList),
+        f(5, "nonResourceURLs", Ty::StrList),
+    ],
+};
+
+static AGGREGATION_RULE: Desc = Desc {
+    name: "AggregationRule",
+    fields: &[f(1, "clusterRoleSelectors", Ty::MsgList(&LABEL_SELECTOR))],
+};
+
+/// Role and ClusterRole (field 3 exists only in ClusterRole).
+static ROLE: Desc = Desc {
+    name: "Role",
+    fields: &[
+        f(1, "metadata", Ty::Meta),
+        f(2, "rules", Ty::MsgList(&POLICY_RULE)),
+        f(3, "aggregationRule", Ty::Msg(&AGGREGATION_RULE)),
+    ],
+};
+
+static SUBJECT: Desc = Desc {
+    name: "Subject",
+    fields: &[
+        f(1, "kind", Ty::Str),
+        f(2, "apiGroup", Ty::Str),
+        f(3, "name", Ty::Str),
+        f(4, "namespace", Ty::Str),
+    ],
+};
+
+static ROLE_REF: Desc = Desc {
+    name: "RoleRef",
+    fields: &[
+        f(1, "apiGroup", Ty::Str),
+        f(2, "kind", Ty::Str),
+        f(3, "name", Ty::Str),
+    ],
+};
+
+/// RoleBinding and ClusterRoleBinding.
+static ROLE_BINDING: Desc = Desc {
+    name: "RoleBinding",
+    fields: &[
+        f(1, "metadata", Ty::Meta),
+        f(2, "subjects", Ty::MsgList(&SUBJECT)),
+        f(3, "roleRef", Ty::Msg(&ROLE_REF)),
+    ],
+};
+
+/// True for a field value that equals the proto default (and so carries no information).
+fn is_default(field: Field<'_>) -> bool {
+    match field {
+        Field::Varint(v) => v == 0,
+        Field::Bytes(b) => b.is_empty(),
+        Field::Fixed => false,
+    }
+}
+
+fn table_message(desc: &Desc, buf: &[u8]) -> Result<Map<String, Value>, ProtobufError> {
+    let mut m = Map::new();
+    for_each_field(buf, |n, field| {
+        match desc.fields.iter().find(|d| d.num == n) {
+            Some(d) => table_field(&mut m, d, n, field),
+            None if is_default(field) => Ok(()),
+            None => Err(ProtobufError::UnsupportedField {
+                message: desc.name,
+                field: n,
+            }),
+        }
+    })?;
+    Ok(m)
+}
+
+fn table_field(
+    m: &mut Map<String, Value>,
+    d: &FieldDesc,
+    n: u32,
+    field: Field<'_>,
+) -> Result<(), ProtobufError> {
+    let key = d.name;
+    match d.ty {
+        Ty::Str => put_str(m, key, n, field)?,
+        Ty::Int => {
+            let v = int_of(n, field)?;
+            if v != 0 {
+                m.insert(key.into(), json!(v));
+            }
+        }
+        Ty::OptInt => {
+            m.insert(key.into(), json!(int_of(n, field)?));
+        }
+        Ty::Bool => {
+            if bool_of(n, field)? {
+                m.insert(key.into(), json!(true));
+            }
+        }
+        Ty::OptBool => {
+            m.insert(key.into(), json!(bool_of(n, field)?));
+        }
+        Ty::StrList => push_str(m, key, n, field)?,
+        Ty::StrMap => put_map_entry(m, key, n, field, utf8_value)?,
+        Ty::QuantityMap => put_map_entry(m, key, n, field, quantity)?,
+        Ty::IntOrString => {
+            m.insert(key.into(), int_or_string(bytes_of(n, field)?)?);
+        }
+        Ty::Meta => {
+            m.insert(key.into(), object_meta(bytes_of(n, field)?)?);
+        }
+        Ty::Msg(desc) => {
+            m.insert(
+                key.into(),
+                Value::Object(table_message(desc, bytes_of(n, field)?)?),
+            );
+        }
+        Ty::MsgList(desc) => {
+            let item = table_message(desc, bytes_of(n, field)?)?;
+            push(m, key, Value::Object(item));
+        }
+        Ty::Ignore => {}
+    }
+    Ok(())
+}
+
+fn quantity(buf: &[u8]) -> Result<Value, ProtobufError> {
+    let mut q = String::new();
+    for_each_field(buf, |n, f| {
+        if n == 1 {
+            q = string_of(n, f)?;
+        }
+        Ok(())
+    })?;
+    Ok(Value::String(q))
+}
+
+fn int_or_string(buf: &[u8]) -> Result<Value, ProtobufError> {
+    let (mut is_string, mut int_val, mut str_val) = (false, 0i64, String::new());
+    for_each_field(buf, |n, f| {
+        match n {
+            1 => is_string = int_of(n, f)? == 1,
+            2 => int_val = int_of(n, f)?,
+            3 => str_val = string_of(n, f)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(if is_string {
+        json!(str_val)
+    } else {
+        json!(int_val)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,12 +1232,221 @@ mod tests {
         assert_eq!(v["gracePeriodSeconds"], json!(-1));
     }
 
+    /// A Deployment the way `kubectl create deployment web --image=nginx --port=80 -r 2` sends
+    /// it: gogo-protobuf writes every non-pointer field, defaults included.
+    fn kubectl_deployment(pod_spec_extra: Enc) -> Vec<u8> {
+        let labels = |e: Enc| e.entry(11, "app", b"web");
+        let container = Enc::default()
+            .str(1, "nginx")
+            .str(2, "nginx")
+            .str(5, "")
+            .msg(
+                6,
+                Enc::default()
+                    .str(1, "")
+                    .int(2, 0)
+                    .int(3, 80)
+                    .str(4, "")
+                    .str(5, ""),
+            )
+            .msg(8, Enc::default())
+            .str(13, "")
+            .str(14, "")
+            .int(16, 0)
+            .int(17, 0)
+            .int(18, 0)
+            .str(20, "");
+        let mut pod_spec = Enc::default()
+            .msg(2, container)
+            .str(3, "")
+            .str(6, "")
+            .str(8, "")
+            .str(9, "")
+            .str(10, "")
+            .int(11, 0)
+            .int(12, 0)
+            .int(13, 0)
+            .str(16, "")
+            .str(17, "")
+            .str(19, "")
+            .str(24, "");
+        pod_spec.0.extend(pod_spec_extra.0);
+        let spec = Enc::default()
+            .int(1, 2)
+            .msg(2, Enc::default().entry(1, "app", b"web"))
+            .msg(
+                3,
+                Enc::default()
+                    .msg(1, labels(Enc::default().str(1, "").msg(8, Enc::default())))
+                    .msg(2, pod_spec),
+            )
+            .msg(4, Enc::default().str(1, ""))
+            .int(5, 0)
+            .int(7, 0);
+        let deploy = Enc::default()
+            .msg(1, labels(Enc::default().str(1, "web").str(3, "default")))
+            .msg(2, spec)
+            .msg(3, Enc::default().int(1, 0).int(2, 0));
+        wrap("apps/v1", "Deployment", deploy)
+    }
+
+    #[test]
+    fn kubectl_create_deployment() {
+        let v = decode(&kubectl_deployment(Enc::default())).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{
+                            "name": "nginx", "image": "nginx",
+                            "ports": [{"containerPort": 80}],
+                            "resources": {}
+                        }]}
+                    },
+                    "strategy": {}
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn table_kinds_refuse_fields_they_do_not_know() {
+        // PodSpec.volumes (1) with content: refused rather than dropped.
+        let volumes = Enc::default().msg(1, Enc::default().str(1, "data"));
+        assert_eq!(
+            decode(&kubectl_deployment(volumes)),
+            Err(ProtobufError::UnsupportedField {
+                message: "PodSpec",
+                field: 1
+            })
+        );
+        // A zero-valued pointer field the table knows is kept.
+        let v = decode(&kubectl_deployment(Enc::default().int(4, 0))).unwrap();
+        assert_eq!(
+            v["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            json!(0)
+        );
+        // An env var from a secret (valueFrom, 3) is refused too.
+        let pod = Enc::default().msg(
+            2,
+            Enc::default().msg(
+                2,
+                Enc::default().str(1, "c").msg(
+                    7,
+                    Enc::default()
+                        .str(1, "X")
+                        .msg(3, Enc::default().str(1, "k")),
+                ),
+            ),
+        );
+        assert_eq!(
+            decode(&wrap("v1", "Pod", pod)),
+            Err(ProtobufError::UnsupportedField {
+                message: "EnvVar",
+                field: 3
+            })
+        );
+    }
+
+    #[test]
+    fn kubectl_create_service_role_and_binding() {
+        let port = Enc::default()
+            .str(1, "80-8080")
+            .str(2, "TCP")
+            .int(3, 80)
+            .msg(4, Enc::default().int(1, 0).int(2, 8080).str(3, ""))
+            .int(5, 0);
+        let named = Enc::default()
+            .str(1, "http")
+            .int(3, 81)
+            .msg(4, Enc::default().int(1, 1).int(2, 0).str(3, "web"));
+        let svc = Enc::default()
+            .msg(1, Enc::default().str(1, "my"))
+            .msg(
+                2,
+                Enc::default()
+                    .msg(1, port)
+                    .msg(1, named)
+                    .entry(2, "app", b"my")
+                    .str(3, "")
+                    .str(4, "ClusterIP"),
+            )
+            .msg(3, Enc::default().msg(1, Enc::default()));
+        let v = decode(&wrap("v1", "Service", svc)).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({
+                "ports": [
+                    {"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                    {"name": "http", "port": 81, "targetPort": "web"}
+                ],
+                "selector": {"app": "my"},
+                "type": "ClusterIP"
+            })
+        );
+        assert!(v.get("status").is_none());
+
+        let rule = Enc::default()
+            .str(1, "get")
+            .str(1, "list")
+            .str(2, "")
+            .str(3, "pods");
+        let role = Enc::default()
+            .msg(1, Enc::default().str(1, "reader"))
+            .msg(2, rule);
+        let v = decode(&wrap("rbac.authorization.k8s.io/v1", "ClusterRole", role)).unwrap();
+        assert_eq!(v["kind"], "ClusterRole");
+        assert_eq!(
+            v["rules"],
+            json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}])
+        );
+
+        let binding = Enc::default()
+            .msg(1, Enc::default().str(1, "rb"))
+            .msg(
+                2,
+                Enc::default()
+                    .str(1, "ServiceAccount")
+                    .str(2, "")
+                    .str(3, "bot")
+                    .str(4, "default"),
+            )
+            .msg(
+                3,
+                Enc::default()
+                    .str(1, "rbac.authorization.k8s.io")
+                    .str(2, "Role")
+                    .str(3, "reader"),
+            );
+        let v = decode(&wrap(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            binding,
+        ))
+        .unwrap();
+        assert_eq!(
+            v["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "bot", "namespace": "default"}])
+        );
+        assert_eq!(
+            v["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"})
+        );
+    }
+
     #[test]
     fn errors() {
         assert_eq!(decode(b"{}"), Err(ProtobufError::BadMagic));
         assert_eq!(
-            decode(&wrap("apps/v1", "Deployment", Enc::default())),
-            Err(ProtobufError::UnsupportedKind("Deployment".into()))
+            decode(&wrap("apps/v1", "StatefulSet", Enc::default())),
+            Err(ProtobufError::UnsupportedKind("StatefulSet".into()))
         );
         let full = wrap("v1", "Secret", Enc::default().msg(1, helm_meta("x")));
         assert_eq!(
@@ -864,8 +1487,9 @@ mod tests {
         }
 
         #[test]
-        fn random_secret_payloads_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
-            for kind in ["Secret", "ConfigMap", "Namespace", "ServiceAccount", "DeleteOptions"] {
+        fn random_object_payloads_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for kind in ["Secret", "ConfigMap", "Namespace", "ServiceAccount", "DeleteOptions",
+                         "Deployment", "Service", "Pod", "Role", "RoleBinding"] {
                 let mut out = MAGIC.to_vec();
                 out.extend(Enc::default().msg(1, Enc::default().str(1, "v1").str(2, kind)).bytes(2, &raw).0);
                 let _ = decode(&out);
