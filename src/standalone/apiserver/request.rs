@@ -20,6 +20,7 @@ pub enum Route {
     Health,
     ApiVersions,
     ApiGroups,
+    Group { group: String },
     GroupVersion { group: String, version: String },
     OpenApiV2,
     OpenApiV3Root,
@@ -40,6 +41,9 @@ pub fn route(path: &str, is_namespaced_plural: impl Fn(&str, &str, &str) -> bool
         ["healthz"] | ["readyz"] | ["livez"] => Route::Health,
         ["api"] => Route::ApiVersions,
         ["apis"] => Route::ApiGroups,
+        ["apis", g] => Route::Group {
+            group: g.to_string(),
+        },
         ["api", v] => Route::GroupVersion {
             group: String::new(),
             version: v.to_string(),

@@ -201,7 +201,7 @@ impl Core {
         match r {
             Route::Version => json_response(200, &discovery::version_info()),
             Route::Health => bytes_response(200, "text/plain", Bytes::from_static(b"ok")),
-            Route::ApiVersions | Route::ApiGroups | Route::GroupVersion { .. } => {
+            Route::ApiVersions | Route::ApiGroups | Route::Group { .. } | Route::GroupVersion { .. } => {
                 self.discovery(&r, &parts.headers)
             }
             Route::OpenApiV2 => error_response(&ApiError::no_route(&path)),
@@ -235,32 +235,31 @@ impl Core {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        match r {
-            Route::ApiVersions | Route::ApiGroups => {
-                if let Some(format) = discovery::wants_aggregated(accept) {
-                    let core = matches!(r, Route::ApiVersions);
-                    let (body, content_type) = discovery::aggregated(&self.registry, core, format);
-                    return bytes_response(
-                        200,
-                        content_type,
-                        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-                    );
-                }
-                if matches!(r, Route::ApiVersions) {
-                    let addr = self.address.lock().clone().unwrap_or_default();
-                    json_response(200, &discovery::legacy_api_versions(&addr))
-                } else {
-                    json_response(200, &discovery::api_group_list(&self.registry))
-                }
+        let (content_type, body) = match r {
+            Route::ApiVersions => {
+                let addr = self.address.lock().clone().unwrap_or_default();
+                discovery::core_root(&self.registry, accept, &addr)
             }
+            Route::ApiGroups => discovery::groups_root(&self.registry, accept),
+            Route::Group { group } => match discovery::api_group_of(&self.registry, group) {
+                Some(v) => (discovery::LEGACY_CONTENT_TYPE, v),
+                None => return error_response(&ApiError::no_route(group)),
+            },
             Route::GroupVersion { group, version } => {
                 match discovery::api_resource_list(&self.registry, group, version) {
-                    Some(v) => json_response(200, &v),
-                    None => error_response(&ApiError::no_route(&format!("{group}/{version}"))),
+                    Some(v) => (discovery::LEGACY_CONTENT_TYPE, v),
+                    None => {
+                        return error_response(&ApiError::no_route(&format!("{group}/{version}")));
+                    }
                 }
             }
-            _ => error_response(&ApiError::no_route("")),
-        }
+            _ => return error_response(&ApiError::no_route("")),
+        };
+        bytes_response(
+            200,
+            content_type,
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        )
     }
 
     async fn resource(self: &Arc<Self>, call: Call) -> Response<Body> {
