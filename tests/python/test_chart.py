@@ -627,3 +627,91 @@ def test_readme_documents_every_value():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [k for k in leaf_keys(values) if f"`{k}`" not in readme]
     assert not missing, f"values missing from the README table: {missing}"
+
+
+# --- scripts and images -----------------------------------------------------------------
+
+SCRIPTS = sorted((CHART / "scripts").glob("*.sh"))
+
+
+def test_scripts_exist_and_parse():
+    assert {p.name for p in SCRIPTS} == {"install.sh", "uninstall.sh", "e2e-test.sh"}
+    for script in SCRIPTS:
+        assert os.access(script, os.X_OK), f"{script.name} is not executable"
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_scripts_are_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    if not shellcheck:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def fake_tools(directory: Path) -> Path:
+    """helm and kubectl stand-ins that log their arguments, one call per line."""
+    log = directory / "calls.log"
+    for tool in ("helm", "kubectl"):
+        stub = directory / tool
+        stub.write_text(
+            "#!/usr/bin/env bash\n"
+            f'echo "{tool} $*" >> "{log}"\n'
+            'case "$*" in\n'
+            '  "config current-context") echo test-context ;;\n'
+            '  *"get deployment"*) echo osb-opensandbox-controller-controller-manager ;;\n'
+            '  "status "*) exit 0 ;;\n'
+            "esac\n")
+        stub.chmod(0o755)
+    return log
+
+
+def test_install_script_runs_helm_upgrade_install(tmp_path):
+    log = fake_tools(tmp_path)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([str(CHART / "scripts" / "install.sh"), "-n", "sbx", "-r", "rel", "-f", "my.yaml",
+                             "--", "--set", "controllerManager.replicas=2"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    helm_call = next(c for c in calls if c.startswith("helm upgrade"))
+    assert helm_call == (f"helm upgrade --install rel {CHART} --namespace sbx --create-namespace --wait "
+                         "--timeout 5m -f my.yaml --set controllerManager.replicas=2")
+    assert any(c.startswith("kubectl -n sbx rollout status deployment/") for c in calls)
+
+
+def test_uninstall_script_purges_objects_before_the_release(tmp_path):
+    log = fake_tools(tmp_path)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([str(CHART / "scripts" / "uninstall.sh"), "-n", "sbx", "-r", "rel",
+                             "--purge-crds", "--yes"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    order = [i for i, c in enumerate(calls) if "delete batchsandboxes" in c or c.startswith("helm uninstall")
+             or c.startswith("kubectl delete crd ")]
+    assert [calls[i].split()[1] for i in order] == ["delete", "uninstall", "delete"]
+    assert calls[order[1]] == "helm uninstall rel --namespace sbx --wait"
+
+
+def test_uninstall_script_keeps_crds_by_default(tmp_path):
+    log = fake_tools(tmp_path)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([str(CHART / "scripts" / "uninstall.sh")], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert "helm uninstall opensandbox --namespace opensandbox-system --wait" in calls
+    assert not [c for c in calls if "delete" in c and c.startswith("kubectl")]
+
+
+def test_dockerfiles():
+    manager = (ROOT / "helm" / "Dockerfile.manager").read_text()
+    executor = (ROOT / "helm" / "Dockerfile.executor").read_text()
+    assert re.search(r"^FROM rust:\S+ AS builder$", manager, re.M)
+    assert "distroless" in manager and "USER 65532:65532" in manager
+    assert "--bin opensandbox" in manager
+    assert "RUSTFLAGS='-C target-feature=+crt-static'" in executor
+    assert "-p opensandbox-executor --target x86_64-unknown-linux-gnu" in executor
+    assert re.search(r"^COPY --from=builder \S+ /opensandbox-executor$", executor, re.M)
+    assert re.search(r"^FROM (scratch|busybox\S*)$", executor, re.M)
