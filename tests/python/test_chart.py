@@ -715,3 +715,38 @@ def test_dockerfiles():
     assert "-p opensandbox-executor --target x86_64-unknown-linux-gnu" in executor
     assert re.search(r"^COPY --from=builder \S+ /opensandbox-executor$", executor, re.M)
     assert re.search(r"^FROM (scratch|busybox\S*)$", executor, re.M)
+
+
+# --- schema and version guards ----------------------------------------------------------
+
+@pytest.mark.parametrize("values, message", [
+    ({"server": {"service": {"type": "Internal"}}}, "/server/service/type"),
+    ({"controllerManager": {"replicaCount": 2}}, "replicaCount"),
+    ({"controllerManager": {"logLevel": "verbose"}}, "/controllerManager/logLevel"),
+    ({"server": {"config": {"server": {"port": 0}}}}, "/server/config/server/port"),
+    ({"server": {"service": {"nodePort": 30080}}}, "nodePort needs"),
+    ({"server": {"enabled": False, "ingress": {"enabled": True}}}, "server.ingress.enabled needs server.enabled"),
+])
+def test_bad_values_are_rejected(values, message):
+    result = template_raw(values)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_kube_version_floor():
+    assert template_raw({}, "--kube-version", "1.32.0").returncode != 0
+    assert template_raw({}, "--kube-version", "1.33.0").returncode == 0
+
+
+def test_replicas_are_spread_across_nodes():
+    pod = one("three-replicas", "Deployment")["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert "topologySpreadConstraints" not in one("defaults", "Deployment")["spec"]["template"]["spec"]
+
+
+def test_ipv6_api_host_is_bracketed():
+    result = template_raw({"server": {"config": {"server": {"host": "::"}}}})
+    assert result.returncode == 0, result.stderr
+    assert "--api-bind-address=[::]:8080" in result.stdout

@@ -121,7 +121,8 @@ manager's. Empty when server.image.repository is empty. */}}
 {{- define "osb.apiBindAddress" -}}
 {{- if .Values.server.enabled }}
 {{- $s := .Values.server.config.server }}
-{{- printf "%s:%d" $s.host (int $s.port) }}
+{{- $host := ternary (printf "[%s]" $s.host) $s.host (contains ":" $s.host) }}
+{{- printf "%s:%d" $host (int $s.port) }}
 {{- else }}0{{ end }}
 {{- end }}
 
