@@ -588,12 +588,15 @@ def test_extra_roles():
 def test_network_policy():
     np_ = one("extras", "NetworkPolicy")
     assert np_["spec"]["podSelector"]["matchLabels"] == one("extras", "Deployment")["spec"]["selector"]["matchLabels"]
-    ports = [r["ports"][0]["port"] for r in np_["spec"]["ingress"]]
+    selector = one("extras", "Deployment")["spec"]["selector"]["matchLabels"]
+    peers, *by_port = np_["spec"]["ingress"]
+    assert peers == {"from": [{"podSelector": {"matchLabels": selector}}]}
+    ports = [r["ports"][0]["port"] for r in by_port]
     assert ports == ["health", "api"]  # metrics disabled in this case
     result = template_raw({"networkPolicy": {"enabled": True}})
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     np_ = next(d for d in docs if d["kind"] == "NetworkPolicy")
-    rules = {r["ports"][0]["port"]: r for r in np_["spec"]["ingress"]}
+    rules = {r["ports"][0]["port"]: r for r in np_["spec"]["ingress"] if "ports" in r}
     assert set(rules) == {"health", "metrics", "api"}
     assert rules["metrics"]["from"] == [{"namespaceSelector": {"matchLabels": {"metrics": "enabled"}}}]
     assert "from" not in rules["api"]
