@@ -753,3 +753,16 @@ def test_ipv6_api_host_is_bracketed():
     result = template_raw({"server": {"config": {"server": {"host": "::"}}}})
     assert result.returncode == 0, result.stderr
     assert "--api-bind-address=[::]:8080" in result.stdout
+
+
+def test_missing_crd_link_fails_loudly(tmp_path):
+    # A checkout without symlink support turns files/crds into a text file: rendering must stop
+    # instead of silently dropping the CRDs.
+    copy = tmp_path / "chart"
+    shutil.copytree(CHART, copy, symlinks=True)
+    (copy / "files" / "crds").unlink()
+    (copy / "files" / "crds").write_text("../crds\n")
+    result = run_helm("template", RELEASE, str(copy))
+    assert result.returncode != 0
+    assert "files/crds must be a symbolic link" in result.stderr
+    assert run_helm("template", RELEASE, str(copy), "--set", "crds.install=false").returncode == 0
