@@ -4,7 +4,8 @@
 //!   `openAPIV3Schema`, in the server's order: prune unknown fields (reported per
 //!   [`FieldValidation`]), apply defaults, validate the schema, then evaluate the CEL
 //!   `x-kubernetes-validations` rules (skipped, with the server's "some validation rules were not
-//!   checked" cause, when the schema pass found a type or enum error).
+//!   checked" cause, when the schema pass found a type, enum, required, too-long or too-many
+//!   error).
 //! * [`validate_object_meta`]: `metadata` of every kind (names, labels, annotations, finalizers),
 //!   plus the name rules the SDK layer reuses ([`is_qualified_name`], [`is_dns1123_subdomain`],
 //!   [`is_valid_label_value`]).
@@ -124,11 +125,19 @@ pub fn validate_custom_resource(
     }
 }
 
-/// Type and enum errors make CEL rules unsafe to run; the server then says so instead.
+/// Schema errors after which CEL rules are not run (type, enum, required, too long, too many):
+/// the server then adds one cause saying so instead.
 fn blocking_cause(causes: &[FieldCause]) -> Option<FieldCause> {
+    const BLOCKING: &[&str] = &[
+        REASON_TYPE_INVALID,
+        REASON_NOT_SUPPORTED,
+        REASON_REQUIRED,
+        REASON_TOO_LONG,
+        REASON_TOO_MANY,
+    ];
     causes
         .iter()
-        .any(|c| c.reason == REASON_TYPE_INVALID || c.reason == REASON_NOT_SUPPORTED)
+        .any(|c| BLOCKING.contains(&c.reason.as_str()))
         .then(|| {
             invalid(
                 "<nil>",
