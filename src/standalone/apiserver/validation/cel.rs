@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::schema::{additional, child, index, items, list_map_key, properties};
 use super::status::FieldCause;
-use super::{duplicate, forbidden, invalid, required};
+use super::{duplicate, duplicate_omitted, forbidden, invalid, invalid_omitted, required};
 
 /// Evaluates every rule of the schema over `obj`; `old` is the stored object on updates.
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
@@ -74,16 +74,24 @@ impl<'a> Rule<'a> {
         })
     }
 
+    /// The message, else the rule: how the server names a rule in its errors.
+    fn error_string(&self) -> &str {
+        self.message.unwrap_or(self.rule).trim()
+    }
+
     fn default_message(&self) -> String {
-        self.message
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("failed rule: {}", self.rule))
+        match self.message {
+            Some(m) => m.trim().to_string(),
+            None => format!("failed rule: {}", self.error_string()),
+        }
     }
 }
 
 enum Outcome {
     Pass,
     Fail,
+    NotBool,
+    Overload,
     Error(String),
 }
 
@@ -104,10 +112,16 @@ impl Walker {
             Value::Object(map) => {
                 let props = properties(schema);
                 let addl = additional(schema);
+                // Atomic maps are replaced as a whole: their fields have no old value.
+                let old = old.filter(|_| {
+                    schema.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic")
+                });
                 for (k, v) in map {
-                    if let Some(sub) = props.and_then(|p| p.get(k)).or(addl) {
-                        let old_child = old.and_then(|o| o.get(k));
+                    let old_child = old.and_then(|o| o.get(k));
+                    if let Some(sub) = props.and_then(|p| p.get(k)) {
                         self.visit(v, old_child, sub, &child(path, k));
+                    } else if let Some(sub) = addl {
+                        self.visit(v, old_child, sub, &format!("{path}[{k}]"));
                     }
                 }
             }
@@ -132,15 +146,12 @@ impl Walker {
         schema: &Value,
         path: &str,
     ) {
+        let type_name = Value::from(schema_type(schema));
         let program = match compile(&self.env, rule.rule) {
             Ok(p) => p,
             Err(e) => {
-                let field = rule_field(path, rule.field_path);
-                self.out.push(invalid(
-                    &field,
-                    &Value::from(schema_type(schema)),
-                    &format!("compilation error: {e}"),
-                ));
+                let detail = format!("rule compile error: compilation failed: {e}");
+                self.out.push(invalid(path, &type_name, &detail));
                 return;
             }
         };
@@ -153,20 +164,26 @@ impl Walker {
         if transition || rule.optional_old_self {
             ctx.add_variable_from_value("oldSelf", old_self(old, schema, rule.optional_old_self));
         }
-        let field = rule_field(path, rule.field_path);
-        let type_name = Value::from(schema_type(schema));
-        match evaluate(&program, &ctx) {
-            Outcome::Pass => {}
+        let detail = match evaluate(&program, &ctx) {
+            Outcome::Pass => return,
             Outcome::Fail => {
                 let message = self.message(rule, &ctx);
+                let field = rule_field(path, rule.field_path);
                 self.out
-                    .push(cause_for(rule.reason, &field, &type_name, &message));
+                    .push(cause_for(rule.reason, &field, node, schema, &message));
+                return;
             }
-            Outcome::Error(e) => {
-                let detail = format!("{e} evaluating rule: {}", rule.rule);
-                self.out.push(invalid(&field, &type_name, &detail));
+            Outcome::NotBool => {
+                "rule compile error: compilation failed: cel expression must evaluate to a bool"
+                    .to_string()
             }
-        }
+            Outcome::Overload => format!(
+                "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {}",
+                rule.error_string()
+            ),
+            Outcome::Error(e) => format!("{e} evaluating rule: {}", rule.error_string()),
+        };
+        self.out.push(invalid(path, &type_name, &detail));
     }
 
     /// `messageExpression` when it yields a non-empty single-line string, else `message`.
@@ -178,7 +195,7 @@ impl Walker {
             .and_then(|r| r.ok());
         match from_expression {
             Some(cel::Value::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
-                s.to_string()
+                s.trim().to_string()
             }
             _ => rule.default_message(),
         }
@@ -197,10 +214,8 @@ fn evaluate(program: &Program, ctx: &Context) -> Outcome {
     match catch_unwind(AssertUnwindSafe(|| program.execute(ctx))) {
         Ok(Ok(cel::Value::Bool(true))) => Outcome::Pass,
         Ok(Ok(cel::Value::Bool(false))) => Outcome::Fail,
-        Ok(Ok(other)) => Outcome::Error(format!(
-            "rule did not evaluate to a bool but to {:?}",
-            other.type_of()
-        )),
+        Ok(Ok(_)) => Outcome::NotBool,
+        Ok(Err(ExecutionError::NoSuchOverload(_))) => Outcome::Overload,
         Ok(Err(e)) => Outcome::Error(execution_error(&e)),
         Err(_) => Outcome::Error("the rule could not be evaluated".to_string()),
     }
@@ -214,12 +229,16 @@ fn execution_error(e: &ExecutionError) -> String {
     }
 }
 
-fn cause_for(reason: &str, field: &str, type_name: &Value, message: &str) -> FieldCause {
+/// The cause of a failed rule: the node's value is shown, except for objects and arrays.
+fn cause_for(reason: &str, field: &str, node: &Value, schema: &Value, message: &str) -> FieldCause {
+    let omitted = matches!(schema_type(schema), "object" | "array");
     match reason {
         "FieldValueForbidden" => forbidden(field, message),
         "FieldValueRequired" => required(field, message),
-        "FieldValueDuplicate" => duplicate(field, type_name),
-        _ => invalid(field, type_name, message),
+        "FieldValueDuplicate" if omitted => duplicate_omitted(field),
+        "FieldValueDuplicate" => duplicate(field, node),
+        _ if omitted => invalid_omitted(field, message),
+        _ => invalid(field, node, message),
     }
 }
 
@@ -373,7 +392,7 @@ mod tests {
             vec![(
                 "spec".into(),
                 "FieldValueInvalid".into(),
-                "Invalid value: \"object\": failed rule: self.a <= self.b".into()
+                "Invalid value: failed rule: self.a <= self.b".into()
             )]
         );
     }
@@ -393,7 +412,7 @@ mod tests {
                 (
                     "spec.a".into(),
                     "FieldValueInvalid".into(),
-                    "Invalid value: \"object\": a must be positive".into()
+                    "Invalid value: a must be positive".into()
                 ),
                 (
                     "spec".into(),
@@ -408,7 +427,7 @@ mod tests {
                 (
                     "spec.l[1]".into(),
                     "FieldValueDuplicate".into(),
-                    "Duplicate value: \"object\"".into()
+                    "Duplicate value".into()
                 ),
             ]
         );
@@ -423,7 +442,7 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(
             e[0].2
-                .starts_with("Invalid value: \"object\": compilation error: "),
+                .starts_with("Invalid value: \"object\": rule compile error: compilation failed: "),
             "{}",
             e[0].2
         );
@@ -432,7 +451,7 @@ mod tests {
             "Invalid value: \"object\": no such key: zz evaluating rule: self.zz == 1"
         );
         assert!(
-            e[2].2.contains("rule did not evaluate to a bool"),
+            e[2].2.ends_with("cel expression must evaluate to a bool"),
             "{}",
             e[2].2
         );
@@ -466,7 +485,7 @@ mod tests {
                 Some(json!({"spec": {"a": 1}}))
             )[0]
             .2,
-            "Invalid value: \"object\": a may not decrease"
+            "Invalid value: a may not decrease"
         );
         let s = with_rules(
             json!([{"rule": "!oldSelf.hasValue() || self.a >= oldSelf.value().a", "optionalOldSelf": true}]),

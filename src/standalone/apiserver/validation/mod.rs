@@ -157,10 +157,9 @@ const REASON_TOO_LONG: &str = "FieldValueTooLong";
 const REASON_TOO_MANY: &str = "FieldValueTooMany";
 
 /// A value as the server prints it in a field error: strings quoted, numbers and booleans bare,
-/// null as `"null"`, objects and arrays as JSON.
+/// anything else (null, objects, arrays) as JSON.
 pub(crate) fn go_value(v: &Value) -> String {
     match v {
-        Value::Null => "\"null\"".to_string(),
         Value::String(s) => Value::from(s.as_str()).to_string(),
         Value::Number(n) => go_number(n),
         other => other.to_string(),
@@ -234,19 +233,35 @@ pub(crate) fn not_supported(field: &str, value: &Value, supported: &[String]) ->
 }
 
 pub(crate) fn too_long(field: &str, max: usize) -> FieldCause {
+    let unit = if max == 1 { "byte" } else { "bytes" };
     FieldCause::new(
         REASON_TOO_LONG,
         field,
-        format!("Too long: may not be more than {max} bytes"),
+        format!("Too long: may not be more than {max} {unit}"),
     )
 }
 
 pub(crate) fn too_many(field: &str, actual: usize, max: u64) -> FieldCause {
+    let unit = if max == 1 { "item" } else { "items" };
     FieldCause::new(
         REASON_TOO_MANY,
         field,
-        format!("Too many: {actual}: must have at most {max} items"),
+        format!("Too many: {actual}: must have at most {max} {unit}"),
     )
+}
+
+/// `Invalid value: <detail>` without the value (the server omits object and array values).
+pub(crate) fn invalid_omitted(field: &str, detail: &str) -> FieldCause {
+    FieldCause::new(
+        REASON_INVALID,
+        field,
+        with_detail("Invalid value".into(), detail),
+    )
+}
+
+/// `Duplicate value` without the value.
+pub(crate) fn duplicate_omitted(field: &str) -> FieldCause {
+    FieldCause::new(REASON_DUPLICATE, field, "Duplicate value")
 }
 
 #[cfg(test)]
