@@ -1,6 +1,6 @@
 //! Structural-schema pruning, defaulting and OpenAPI validation of custom resources.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -521,12 +521,23 @@ fn first_duplicate(list: &[Value]) -> Option<usize> {
     list.iter().position(|v| !seen.insert(v.to_string()))
 }
 
-fn check_set(list: &[Value], path: &str, out: &mut Vec<FieldCause>) {
-    let mut seen = HashSet::new();
-    for (i, v) in list.iter().enumerate() {
-        if !seen.insert(v.to_string()) {
-            out.push(duplicate(&index(path, i), v));
+/// Indices of the second occurrence of each repeated value (the server reports each value once).
+fn repeated_indices<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, v) in values.enumerate() {
+        let n = counts.entry(v.to_string()).or_insert(0);
+        *n += 1;
+        if *n == 2 {
+            out.push(i);
         }
+    }
+    out
+}
+
+fn check_set(list: &[Value], path: &str, out: &mut Vec<FieldCause>) {
+    for i in repeated_indices(list.iter()) {
+        out.push(duplicate(&index(path, i), &list[i]));
     }
 }
 
@@ -556,15 +567,17 @@ pub(crate) fn list_map_keys(s: &Value) -> Vec<&str> {
 }
 
 fn check_list_map(list: &[Value], s: &Value, path: &str, out: &mut Vec<FieldCause>) {
-    let mut seen = HashSet::new();
-    for (i, item) in list.iter().enumerate() {
-        if !item.is_object() {
-            continue;
-        }
-        let key = list_map_key(item, s);
-        if !seen.insert(key.to_string()) {
-            out.push(duplicate(&index(path, i), &key));
-        }
+    if let Some(i) = list.iter().position(|x| !x.is_null() && !x.is_object()) {
+        out.push(invalid(
+            &index(path, i),
+            &list[i],
+            "must be an object for an array of list-type map",
+        ));
+        return;
+    }
+    let keys: Vec<Value> = list.iter().map(|item| list_map_key(item, s)).collect();
+    for i in repeated_indices(keys.iter()) {
+        out.push(duplicate(&index(path, i), &keys[i]));
     }
 }
 
@@ -766,7 +779,7 @@ mod tests {
             "Invalid value: 0: spec.x in body should have at least 1 items"
         );
         assert_eq!(
-            msgs(s.clone(), json!({"spec": {"x": ["a", "a"]}})),
+            msgs(s.clone(), json!({"spec": {"x": ["a", "a", "b", "a"]}}))[1..].to_vec(),
             vec![(
                 "spec.x[1]".into(),
                 "FieldValueDuplicate".into(),
@@ -784,6 +797,40 @@ mod tests {
         );
         let s = obj_schema(json!({"type": "array", "uniqueItems": true}));
         assert_eq!(msgs(s, json!({"spec": {"x": [1, 1]}})).len(), 1);
+    }
+
+    #[test]
+    fn list_maps() {
+        let s = obj_schema(json!({"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name", "port"],
+            "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}));
+        let ok = json!({"spec": {"x": [{"name": "a", "port": 1}, {"name": "a", "port": 2}]}});
+        assert!(msgs(s.clone(), ok).is_empty());
+        let dup = json!({"spec": {"x": [{"name": "a", "port": 1}, {"name": "a", "port": 1}, {"port": 1, "name": "a"}, {}, {}]}});
+        assert_eq!(
+            msgs(s.clone(), dup),
+            vec![
+                (
+                    "spec.x[1]".into(),
+                    "FieldValueDuplicate".into(),
+                    "Duplicate value: {\"name\":\"a\",\"port\":1}".into()
+                ),
+                (
+                    "spec.x[4]".into(),
+                    "FieldValueDuplicate".into(),
+                    "Duplicate value: {}".into()
+                ),
+            ]
+        );
+        let e = msgs(s, json!({"spec": {"x": [{"name": "a"}, "b"]}}));
+        assert_eq!(
+            e[0],
+            (
+                "spec.x[1]".into(),
+                "FieldValueInvalid".into(),
+                "Invalid value: \"b\": must be an object for an array of list-type map".into()
+            )
+        );
     }
 
     #[test]
