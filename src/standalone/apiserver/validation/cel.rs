@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use cel::objects::{Key, OptionalValue};
@@ -17,6 +18,7 @@ use super::{duplicate, duplicate_omitted, forbidden, invalid, invalid_omitted, r
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     let mut walker = Walker {
         env: Arc::new(environment()),
+        programs: HashMap::new(),
         out: Vec::new(),
     };
     let root = root_view(obj);
@@ -45,6 +47,8 @@ fn root_view(obj: &Value) -> Value {
 
 struct Walker {
     env: Arc<Env>,
+    /// Rules compiled once per request (list items share their item schema's rules).
+    programs: HashMap<String, Result<Rc<Program>, String>>,
     out: Vec<FieldCause>,
 }
 
@@ -147,7 +151,7 @@ impl Walker {
         path: &str,
     ) {
         let type_name = Value::from(schema_type(schema));
-        let program = match compile(&self.env, rule.rule) {
+        let program = match self.program(rule.rule) {
             Ok(p) => p,
             Err(e) => {
                 let detail = format!("rule compile error: compilation failed: {e}");
@@ -186,11 +190,19 @@ impl Walker {
         self.out.push(invalid(path, &type_name, &detail));
     }
 
+    fn program(&mut self, src: &str) -> Result<Rc<Program>, String> {
+        let env = &self.env;
+        self.programs
+            .entry(src.to_string())
+            .or_insert_with(|| compile(env, src).map(Rc::new))
+            .clone()
+    }
+
     /// `messageExpression` when it yields a non-empty single-line string, else `message`.
-    fn message(&self, rule: &Rule, ctx: &Context) -> String {
+    fn message(&mut self, rule: &Rule, ctx: &Context) -> String {
         let from_expression = rule
             .message_expression
-            .and_then(|src| compile(&self.env, src).ok())
+            .and_then(|src| self.program(src).ok())
             .and_then(|p| catch_unwind(AssertUnwindSafe(|| p.execute(ctx))).ok())
             .and_then(|r| r.ok());
         match from_expression {
@@ -519,6 +531,24 @@ mod tests {
         );
         let e = run(s, json!({"l": [{"name": "b", "v": 3}]}), Some(old));
         assert_eq!(e[0].0, "l[0]");
+    }
+
+    #[test]
+    fn map_values_use_key_paths_and_atomic_maps_have_no_old_values() {
+        let s = json!({"type": "object", "properties": {
+            "m": {"type": "object", "additionalProperties": {"type": "string",
+                  "x-kubernetes-validations": [{"rule": "self != 'bad'", "messageExpression": "'  got ' + self + '  '"}]}},
+            "a": {"type": "object", "x-kubernetes-map-type": "atomic", "properties": {
+                  "v": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}}});
+        assert_eq!(
+            run(s.clone(), json!({"m": {"k": "bad"}}), None),
+            vec![(
+                "m[k]".into(),
+                "FieldValueInvalid".into(),
+                "Invalid value: \"bad\": got bad".into()
+            )]
+        );
+        assert!(run(s, json!({"a": {"v": "x"}}), Some(json!({"a": {"v": "y"}}))).is_empty());
     }
 
     #[test]
