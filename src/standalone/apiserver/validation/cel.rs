@@ -10,21 +10,30 @@ use cel::objects::{Key, OptionalValue};
 use cel::{Context, Env, ExecutionError, Program};
 use serde_json::Value;
 
-use super::schema::{additional, child, index, items, list_map_key, properties};
+use super::schema::{
+    additional, child, correlate_item, correlated_fields, index, items, properties,
+};
 use super::status::FieldCause;
 use super::{duplicate, duplicate_omitted, forbidden, invalid, invalid_omitted, required};
 
 /// Evaluates every rule of the schema over `obj`; `old` is the stored object on updates.
-pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+/// Returns the causes and the warnings: a failed rule that does not use `oldSelf` on a node the
+/// update left unchanged is only a warning (`field: message`), as with the server's ratcheting.
+pub fn validate(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+) -> (Vec<FieldCause>, Vec<String>) {
     let mut walker = Walker {
         env: Arc::new(environment()),
         programs: HashMap::new(),
         out: Vec::new(),
+        warnings: Vec::new(),
     };
     let root = root_view(obj);
     let old_root = old.map(root_view);
     walker.visit(&root, old_root.as_ref(), schema, "");
-    walker.out
+    (walker.out, walker.warnings)
 }
 
 fn environment() -> Env {
@@ -50,6 +59,7 @@ struct Walker {
     /// Rules compiled once per request (list items share their item schema's rules).
     programs: HashMap<String, Result<Rc<Program>, String>>,
     out: Vec<FieldCause>,
+    warnings: Vec<String>,
 }
 
 /// One entry of `x-kubernetes-validations`.
@@ -116,10 +126,7 @@ impl Walker {
             Value::Object(map) => {
                 let props = properties(schema);
                 let addl = additional(schema);
-                // Atomic maps are replaced as a whole: their fields have no old value.
-                let old = old.filter(|_| {
-                    schema.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic")
-                });
+                let old = correlated_fields(old, schema);
                 for (k, v) in map {
                     let old_child = old.and_then(|o| o.get(k));
                     if let Some(sub) = props.and_then(|p| p.get(k)) {
@@ -134,7 +141,7 @@ impl Walker {
                     return;
                 };
                 for (i, item) in list.iter().enumerate() {
-                    let old_item = correlate(item, old, schema);
+                    let old_item = correlate_item(item, old, schema);
                     self.visit(item, old_item, item_schema, &index(path, i));
                 }
             }
@@ -173,8 +180,13 @@ impl Walker {
             Outcome::Fail => {
                 let message = self.message(rule, &ctx);
                 let field = rule_field(path, rule.field_path);
-                self.out
-                    .push(cause_for(rule.reason, &field, node, schema, &message));
+                let cause = cause_for(rule.reason, &field, node, schema, &message);
+                if !transition && old.is_some_and(|o| o == node) {
+                    self.warnings
+                        .push(format!("{}: {}", cause.field, cause.message));
+                } else {
+                    self.out.push(cause);
+                }
                 return;
             }
             Outcome::NotBool => {
@@ -271,19 +283,6 @@ fn old_self(old: Option<&Value>, schema: &Value, optional: bool) -> cel::Value {
     cel::Value::Opaque(Arc::new(opt))
 }
 
-/// The old item a list item is compared with: by key in `list-type: map`, by value in `set`.
-fn correlate<'a>(item: &Value, old: Option<&'a Value>, schema: &Value) -> Option<&'a Value> {
-    let old_list = old?.as_array()?;
-    match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-        Some("map") => {
-            let key = list_map_key(item, schema);
-            old_list.iter().find(|o| list_map_key(o, schema) == key)
-        }
-        Some("set") => old_list.iter().find(|o| *o == item),
-        _ => None,
-    }
-}
-
 /// `path` plus a rule's `fieldPath` (`.a.b`, `['a.b']`, `[0]`).
 fn rule_field(path: &str, field_path: Option<&str>) -> String {
     let Some(fp) = field_path else {
@@ -370,6 +369,7 @@ mod tests {
 
     fn run(schema: Value, obj: Value, old: Option<Value>) -> Vec<(String, String, String)> {
         validate(&schema, &obj, old.as_ref())
+            .0
             .into_iter()
             .map(|c| (c.field, c.reason, c.message))
             .collect()
@@ -564,6 +564,20 @@ mod tests {
             .is_empty()
         );
         assert_eq!(run(s, json!({"metadata": {"name": "x"}}), None).len(), 1);
+    }
+
+    #[test]
+    fn unchanged_nodes_only_warn() {
+        let s = with_rules(json!([{"rule": "self.a > 0", "message": "a must be positive"}]));
+        let obj = json!({"spec": {"a": 0}});
+        let (causes, warnings) = validate(&s, &obj, Some(&obj));
+        assert!(causes.is_empty());
+        assert_eq!(
+            warnings,
+            vec!["spec: Invalid value: a must be positive".to_string()]
+        );
+        let (causes, _) = validate(&s, &obj, Some(&json!({"spec": {"a": 0, "b": 1}})));
+        assert_eq!(causes.len(), 1);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   [`FieldValidation`]), apply defaults, validate the schema, then evaluate the CEL
 //!   `x-kubernetes-validations` rules (skipped, with the server's "some validation rules were not
 //!   checked" cause, when the schema pass found a type, enum, required, too-long or too-many
-//!   error).
+//!   error). On updates, values the update left unchanged are not validated again and failed
+//!   rules on unchanged nodes are only warnings (the server's validation ratcheting), so objects
+//!   stored under an older schema stay updatable.
 //! * [`validate_object_meta`]: `metadata` of every kind (names, labels, annotations, finalizers),
 //!   plus the name rules the SDK layer reuses ([`is_qualified_name`], [`is_dns1123_subdomain`],
 //!   [`is_valid_label_value`]).
@@ -101,7 +103,7 @@ pub fn validate_custom_resource(
     mode: FieldValidation,
 ) -> Result<Vec<String>, ValidationError> {
     let unknown = schema::prune(schema, obj);
-    let warnings = match mode {
+    let mut warnings: Vec<String> = match mode {
         FieldValidation::Strict if !unknown.is_empty() => {
             return Err(ValidationError::UnknownFields(unknown));
         }
@@ -112,11 +114,13 @@ pub fn validate_custom_resource(
         _ => Vec::new(),
     };
     schema::apply_defaults(schema, obj);
-    let mut causes = schema::validate(schema, obj);
+    let mut causes = schema::validate(schema, obj, old);
     if let Some(blocked) = blocking_cause(&causes) {
         causes.push(blocked);
     } else {
-        causes.extend(cel::validate(schema, obj, old));
+        let (cel_causes, cel_warnings) = cel::validate(schema, obj, old);
+        causes.extend(cel_causes);
+        warnings.extend(cel_warnings);
     }
     if causes.is_empty() {
         Ok(warnings)

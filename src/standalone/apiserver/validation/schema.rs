@@ -222,10 +222,10 @@ fn default_field(map: &mut Map<String, Value>, key: &str, prop: &Value) {
 
 /// Validates the whole object against the schema; `metadata` only for `name`/`generateName`
 /// constraints the schema may declare (the rest is [`super::validate_object_meta`]'s job).
-pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldCause> {
+pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     let mut out = Vec::new();
     let Some(map) = obj.as_object() else {
-        validate_node(obj, schema, "", &mut out);
+        validate_node(obj, schema, "", old, &mut out);
         return out;
     };
     let mut root = schema.clone();
@@ -235,7 +235,7 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldCause> {
             props.remove("metadata");
         }
     }
-    validate_node(obj, &root, "", &mut out);
+    validate_node(obj, &root, "", old, &mut out);
     out
 }
 
@@ -245,7 +245,7 @@ fn validate_meta_names(meta: Option<&Value>, meta_schema: &Value, out: &mut Vec<
     };
     for key in ["name", "generateName"] {
         if let (Some(v), Some(s)) = (meta.get(key), props.get(key)) {
-            validate_node(v, s, &child("metadata", key), out);
+            validate_node(v, s, &child("metadata", key), None, out);
         }
     }
 }
@@ -277,7 +277,12 @@ fn type_error(path: &str, actual: &str, expected: &str) -> FieldCause {
     )
 }
 
-fn validate_node(v: &Value, s: &Value, path: &str, out: &mut Vec<FieldCause>) {
+/// `old` is the correlated node of the stored object on updates: an unchanged node is not
+/// validated again (ratcheting), so objects stored under an older schema stay updatable.
+fn validate_node(v: &Value, s: &Value, path: &str, old: Option<&Value>, out: &mut Vec<FieldCause>) {
+    if old.is_some_and(|o| o == v) {
+        return;
+    }
     if !check_type(v, s, path, out) {
         return;
     }
@@ -291,8 +296,8 @@ fn validate_node(v: &Value, s: &Value, path: &str, out: &mut Vec<FieldCause>) {
     }
     match v {
         Value::String(text) => check_string(v, text, s, path, out),
-        Value::Array(list) => check_array(list, s, path, out),
-        Value::Object(map) => check_object(map, s, path, out),
+        Value::Array(list) => check_array(list, s, path, old, out),
+        Value::Object(map) => check_object(map, s, path, old, out),
         _ => {}
     }
     check_combinators(v, s, path, out);
@@ -481,7 +486,13 @@ fn check_string(v: &Value, text: &str, s: &Value, path: &str, out: &mut Vec<Fiel
     }
 }
 
-fn check_array(list: &[Value], s: &Value, path: &str, out: &mut Vec<FieldCause>) {
+fn check_array(
+    list: &[Value],
+    s: &Value,
+    path: &str,
+    old: Option<&Value>,
+    out: &mut Vec<FieldCause>,
+) {
     let len = list.len();
     if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
         && len as u64 > max
@@ -511,7 +522,8 @@ fn check_array(list: &[Value], s: &Value, path: &str, out: &mut Vec<FieldCause>)
     }
     if let Some(item_schema) = items(s) {
         for (i, item) in list.iter().enumerate() {
-            validate_node(item, item_schema, &index(path, i), out);
+            let old_item = correlate_item(item, old, s);
+            validate_node(item, item_schema, &index(path, i), old_item, out);
         }
     }
 }
@@ -566,6 +578,29 @@ pub(crate) fn list_map_keys(s: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The old item a list item is compared with: by key in `list-type: map`, by value in `set`.
+pub(crate) fn correlate_item<'a>(
+    item: &Value,
+    old: Option<&'a Value>,
+    schema: &Value,
+) -> Option<&'a Value> {
+    let old_list = old?.as_array()?;
+    match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => {
+            let key = list_map_key(item, schema);
+            old_list.iter().find(|o| list_map_key(o, schema) == key)
+        }
+        Some("set") => old_list.iter().find(|o| *o == item),
+        _ => None,
+    }
+}
+
+/// The old object whose fields correlate with the new one's (none for atomic maps, which are
+/// replaced as a whole).
+pub(crate) fn correlated_fields<'a>(old: Option<&'a Value>, schema: &Value) -> Option<&'a Value> {
+    old.filter(|_| schema.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic"))
+}
+
 fn check_list_map(list: &[Value], s: &Value, path: &str, out: &mut Vec<FieldCause>) {
     if let Some(i) = list.iter().position(|x| !x.is_null() && !x.is_object()) {
         out.push(invalid(
@@ -581,7 +616,13 @@ fn check_list_map(list: &[Value], s: &Value, path: &str, out: &mut Vec<FieldCaus
     }
 }
 
-fn check_object(map: &Map<String, Value>, s: &Value, path: &str, out: &mut Vec<FieldCause>) {
+fn check_object(
+    map: &Map<String, Value>,
+    s: &Value,
+    path: &str,
+    old: Option<&Value>,
+    out: &mut Vec<FieldCause>,
+) {
     if let Some(req) = s.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
@@ -606,17 +647,18 @@ fn check_object(map: &Map<String, Value>, s: &Value, path: &str, out: &mut Vec<F
     }
     let props = properties(s);
     let addl = additional(s).filter(|a| !a.is_null());
+    let old = correlated_fields(old, s);
     for (k, v) in map {
         let sub = props.and_then(|p| p.get(k)).or(addl);
         if let Some(sub) = sub {
-            validate_node(v, sub, &child(path, k), out);
+            validate_node(v, sub, &child(path, k), old.and_then(|o| o.get(k)), out);
         }
     }
 }
 
 fn errors_of(v: &Value, s: &Value, path: &str) -> Vec<FieldCause> {
     let mut out = Vec::new();
-    validate_node(v, s, path, &mut out);
+    validate_node(v, s, path, None, &mut out);
     out
 }
 
@@ -625,7 +667,7 @@ fn check_combinators(v: &Value, s: &Value, path: &str, out: &mut Vec<FieldCause>
     let empty = Value::from("");
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for sub in all {
-            validate_node(v, sub, path, out);
+            validate_node(v, sub, path, None, out);
         }
     }
     if let Some(any) = s.get("anyOf").and_then(Value::as_array) {
@@ -670,7 +712,7 @@ mod tests {
     use serde_json::json;
 
     fn msgs(schema: Value, obj: Value) -> Vec<(String, String, String)> {
-        validate(&schema, &obj)
+        validate(&schema, &obj, None)
             .into_iter()
             .map(|c| (c.field, c.reason, c.message))
             .collect()

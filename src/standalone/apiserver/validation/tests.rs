@@ -406,6 +406,25 @@ fn metadata_of_a_pool() {
     assert_eq!(fields, vec!["metadata.name", "metadata.labels"]);
 }
 
+#[test]
+fn updates_ratchet_unchanged_invalid_values() {
+    // Stored under an older, laxer schema.
+    let stored = pool(json!({"capacitySpec": capacity(1, 2, 10, -1)}));
+    let mut relabelled = stored.clone();
+    relabelled["metadata"]["labels"] = json!({"a": "b"});
+    let (r, _) = run("Pool", relabelled, Some(&stored), FieldValidation::Strict);
+    assert_eq!(
+        r,
+        Ok(vec!["spec.capacitySpec.bufferMin: Invalid value: bufferMin must be less than or equal to bufferMax".to_string()])
+    );
+    let mut changed = stored.clone();
+    changed["spec"]["capacitySpec"]["poolMax"] = json!(11);
+    let e = causes("Pool", changed, Some(&stored));
+    let fields: Vec<&str> = e.iter().map(|c| c.0.as_str()).collect();
+    // poolMin (-1) is unchanged, so its minimum is ratcheted; the changed capacitySpec's rule is not.
+    assert_eq!(fields, vec!["spec.capacitySpec.bufferMin"]);
+}
+
 fn arb_pool() -> impl Strategy<Value = Value> {
     (
         (0i64..50, 0i64..50, 0i64..200, 0i64..200),
