@@ -935,4 +935,55 @@ mod tests {
             Err("invalid field selector: invalid escape sequence: \\".into())
         );
     }
+
+    fn render(key: &str, op: usize, values: &[String]) -> String {
+        match op {
+            0 => key.to_string(),
+            1 => format!("!{key}"),
+            2 => format!("{key} = {}", values[0]),
+            3 => format!("{key}=={}", values[0]),
+            4 => format!("{key} != {}", values[0]),
+            5 => format!("{key} in ({})", values.join(", ")),
+            _ => format!("{key} notin ({})", values.join(",")),
+        }
+    }
+
+    fn reference(
+        labels: &BTreeMap<String, String>,
+        key: &str,
+        op: usize,
+        values: &[String],
+    ) -> bool {
+        let v = labels.get(key);
+        let within = v.is_some_and(|v| values.contains(v));
+        match op {
+            0 => v.is_some(),
+            1 => v.is_none(),
+            2 | 3 => v == Some(&values[0]),
+            4 => v != Some(&values[0]),
+            5 => within,
+            _ => !within,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rendered_selectors_parse_and_match_like_the_reference(
+            reqs in proptest::collection::vec(
+                (proptest::sample::select(vec!["a", "b", "x.io/c"]), 0usize..7,
+                 proptest::collection::vec("[a-c]{1,2}", 1..3)),
+                1..4),
+            labels in proptest::collection::btree_map(
+                proptest::sample::select(vec!["a".to_string(), "b".to_string(), "x.io/c".to_string()]),
+                "[a-c]{1,2}", 0..3),
+        ) {
+            let text: Vec<String> = reqs.iter().map(|(k, op, vs)| render(k, *op, vs)).collect();
+            let parsed = parse_label_selector(&text.join(" , "));
+            proptest::prop_assert!(parsed.is_ok(), "{:?}: {:?}", text, parsed);
+            let parsed = parsed.unwrap_or_default();
+            proptest::prop_assert_eq!(parsed.requirements.len(), reqs.len());
+            let want = reqs.iter().all(|(k, op, vs)| reference(&labels, k, *op, vs));
+            proptest::prop_assert_eq!(parsed.matches(&labels), want);
+        }
+    }
 }
