@@ -284,18 +284,15 @@ fn validate_names(meta: &Value, kind: &str, causes: &mut Vec<FieldCause>) {
 
 fn validate_namespace(meta: &Value, namespaced: bool, causes: &mut Vec<FieldCause>) {
     let ns = str_field(meta, "namespace");
-    if namespaced {
-        if ns.is_empty() {
-            causes.push(required("metadata.namespace", ""));
+    match (namespaced, ns.is_empty()) {
+        (true, true) => causes.push(required("metadata.namespace", "")),
+        (true, false) => {
+            for msg in dns1123_label_errors(ns) {
+                causes.push(invalid("metadata.namespace", &Value::from(ns), &msg));
+            }
         }
-        for msg in dns1123_label_errors(ns)
-            .into_iter()
-            .filter(|_| !ns.is_empty())
-        {
-            causes.push(invalid("metadata.namespace", &Value::from(ns), &msg));
-        }
-    } else if !ns.is_empty() {
-        causes.push(forbidden("metadata.namespace", "not allowed on this type"));
+        (false, false) => causes.push(forbidden("metadata.namespace", "not allowed on this type")),
+        (false, true) => {}
     }
 }
 

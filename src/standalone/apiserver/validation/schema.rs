@@ -79,6 +79,8 @@ fn int_or_string(schema: &Value) -> bool {
 pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
     prune_object(obj, schema, "", true, &mut unknown);
+    // The server reports unknown metadata fields first (it sets metadata aside before pruning).
+    unknown.sort_by_key(|p| !p.starts_with("metadata."));
     unknown
 }
 
