@@ -156,13 +156,24 @@ fn element_pe(item: &Value, list: &ListType, index: usize) -> PathElement {
         ListType::Map(keys) => {
             let mut pairs: Vec<(String, String)> = keys
                 .iter()
-                .filter_map(|k| item.get(k).map(|v| (k.clone(), canon(v))))
+                .filter_map(|k| key_value(item, k).map(|v| (k.clone(), v)))
                 .collect();
             pairs.sort();
             PathElement::Key(pairs)
         }
         ListType::Set => PathElement::Value(canon(item)),
         ListType::Atomic => PathElement::Index(index),
+    }
+}
+
+/// A key field of a list element. `protocol` (container and Service ports) defaults to TCP
+/// as the built-in schemas declare, so `{containerPort: 80}` and `{containerPort: 80,
+/// protocol: TCP}` name the same element.
+fn key_value(item: &Value, key: &str) -> Option<String> {
+    match item.get(key) {
+        Some(v) => Some(canon(v)),
+        None if key == "protocol" => Some("\"TCP\"".to_string()),
+        None => None,
     }
 }
 
@@ -607,6 +618,15 @@ pub fn apply(
     if !applied.is_object() {
         return Err(ApplyError::Invalid(
             "apply patch body must be an object".into(),
+        ));
+    }
+    if applied
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|mf| !mf.is_null())
+    {
+        return Err(ApplyError::Invalid(
+            "metadata.managedFields must be nil".into(),
         ));
     }
     let mut applied = applied.clone();

@@ -525,6 +525,104 @@ fn crd_schema_list_semantics_for_batchsandbox() {
     );
 }
 
+#[test]
+fn port_protocol_defaults_to_tcp_when_matching_elements() {
+    let l = BuiltinLists::new("Service");
+    let svc = |ports: Value| json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":ports}});
+    let live = apply(
+        None,
+        &svc(json!([{"port":80,"protocol":"TCP","targetPort":8080}])),
+        &opts("helm", false, T0),
+        &l,
+    )
+    .unwrap();
+    let out = apply(
+        Some(&live),
+        &svc(json!([{"port":80,"targetPort":8080}])),
+        &opts("helm", false, T1),
+        &l,
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        entry(&out, "helm").unwrap()["fieldsV1"]["f:spec"]["f:ports"],
+        json!({".":{},"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{},"f:targetPort":{}}})
+    );
+}
+
+#[test]
+fn managed_fields_in_an_apply_body_are_rejected() {
+    let mut body = cm(json!({}));
+    body["metadata"]["managedFields"] = json!([]);
+    let err = apply(None, &body, &opts("m", false, T0), &cm_lists()).unwrap_err();
+    assert_eq!(err.message(), "metadata.managedFields must be nil");
+    assert_eq!(err.to_api_error().code, 400);
+    assert!(apply(None, &json!([1]), &opts("m", false, T0), &cm_lists()).is_err());
+}
+
+#[test]
+fn helm_reapply_conflicts_after_a_scale_by_another_manager() {
+    let l = BuiltinLists::new("Deployment");
+    let mut dep = deployment(json!([{"name":"a","image":"a:1"}]));
+    dep["spec"]["replicas"] = json!(1);
+    let live = apply(None, &dep, &dep_opts("helm", false, T0), &l).unwrap();
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    record_update(
+        Some(&live),
+        &mut scaled,
+        "kubectl",
+        "apps/v1",
+        Some("scale"),
+        T1,
+        &l,
+    );
+    let e = entry(&scaled, "kubectl").unwrap();
+    assert_eq!(e["subresource"], "scale");
+    assert_eq!(e["fieldsV1"], json!({"f:spec":{"f:replicas":{}}}));
+    let err = apply(Some(&scaled), &dep, &dep_opts("helm", false, T2), &l).unwrap_err();
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
+    // Without replicas in the applied config helm gives the field up, and it stays at 3.
+    dep["spec"].as_object_mut().unwrap().remove("replicas");
+    let out = apply(Some(&scaled), &dep, &dep_opts("helm", false, T2), &l).unwrap();
+    assert_eq!(out["spec"]["replicas"], 3);
+}
+
+#[test]
+fn update_inside_an_associative_list_element() {
+    let l = BuiltinLists::new("Deployment");
+    let live = apply(
+        None,
+        &deployment(json!([{"name":"a","image":"a:1"}])),
+        &dep_opts("helm", false, T0),
+        &l,
+    )
+    .unwrap();
+    let mut new = live.clone();
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("a:2");
+    record_update(
+        Some(&live),
+        &mut new,
+        "kubectl-set",
+        "apps/v1",
+        None,
+        T1,
+        &l,
+    );
+    assert_eq!(
+        entry(&new, "kubectl-set").unwrap()["fieldsV1"],
+        json!({"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"a\"}":{"f:image":{}}}}}}})
+    );
+    let helm = &entry(&new, "helm").unwrap()["fieldsV1"]["f:spec"]["f:template"]["f:spec"];
+    assert_eq!(
+        helm["f:containers"],
+        json!({".":{},"k:{\"name\":\"a\"}":{".":{},"f:name":{}}})
+    );
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

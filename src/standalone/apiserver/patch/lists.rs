@@ -204,6 +204,8 @@ pub fn list_info(ctx: Ctx, field: &str) -> Option<ListInfo> {
         (ServiceSpec, "ports") => ListInfo::merge("port", &["port", "protocol"]),
         (NodeSpec, "podCIDRs") => ListInfo::primitive_set(),
         (Root(RootKind::ServiceAccount), "secrets") => ListInfo::merge("name", NAME),
+        // Validating/MutatingWebhookConfiguration.
+        (Root(RootKind::Other), "webhooks") => ListInfo::merge("name", NAME),
         _ => return None,
     };
     Some(info)

@@ -474,6 +474,59 @@ mod tests {
     }
 
     #[test]
+    fn task_template_sample_from_the_upstream_controller() {
+        let task = json!({"spec":{"process":{"command":["sleep"],"args":["infinite"],
+            "env":[{"name":"foo","value":"bar"}]}}});
+        let patch =
+            json!({"spec":{"process":{"args":["3600"],"env":[{"name":"hello","value":"world"}]}}});
+        let out = apply_shard_patch(&task, &patch).unwrap();
+        assert_eq!(
+            out["spec"]["process"],
+            json!({"command":["sleep"],"args":["3600"],
+                "env":[{"name":"foo","value":"bar"},{"name":"hello","value":"world"}]})
+        );
+    }
+
+    #[test]
+    fn webhooks_merge_by_name() {
+        let orig = json!({"webhooks":[{"name":"a","sideEffects":"None"}]});
+        let patch = json!({"webhooks":[{"name":"a","timeoutSeconds":5}]});
+        let out = strategic_merge(&orig, &patch, "ValidatingWebhookConfiguration").unwrap();
+        assert_eq!(
+            out["webhooks"],
+            json!([{"name":"a","sideEffects":"None","timeoutSeconds":5}])
+        );
+    }
+
+    #[test]
+    fn statefulset_and_job_templates_merge_like_pods() {
+        for kind in [
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+            "ReplicationController",
+        ] {
+            let orig = json!({"spec":{"template":{"spec":{"initContainers":[{"name":"i","image":"1"}],
+                "imagePullSecrets":[{"name":"s1"}]}}}});
+            let patch = json!({"spec":{"template":{"spec":{"initContainers":[{"name":"i","image":"2"}],
+                "imagePullSecrets":[{"name":"s2"}]}}}});
+            let out = strategic_merge(&orig, &patch, kind).unwrap();
+            let spec = &out["spec"]["template"]["spec"];
+            assert_eq!(
+                spec["initContainers"],
+                json!([{"name":"i","image":"2"}]),
+                "{kind}"
+            );
+            assert_eq!(
+                spec["imagePullSecrets"].as_array().unwrap().len(),
+                2,
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
     fn new_keys_from_patch_lose_their_directives() {
         let orig = json!({"spec":{}});
         let patch =
