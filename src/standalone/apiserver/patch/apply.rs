@@ -345,10 +345,6 @@ fn merge(
         (Value::Object(l), Value::Object(a)) => {
             let mut out = l.clone();
             for (k, av) in a {
-                if av.is_null() {
-                    out.remove(k);
-                    continue;
-                }
                 let merged = match l.get(k) {
                     Some(lv) => {
                         path.push(PathElement::Field(k.clone()));
@@ -594,6 +590,21 @@ fn without_managed_fields(obj: &Value) -> Value {
     out
 }
 
+/// An applied configuration with `null` members dropped: a field set to null is a field not
+/// applied (and so removed if this manager alone owned it).
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Server-owned metadata an apply body may not set.
 fn strip_server_fields(applied: &mut Value) {
     if let Some(Value::Object(m)) = applied.get_mut("metadata") {
@@ -629,7 +640,7 @@ pub fn apply(
             "metadata.managedFields must be nil".into(),
         ));
     }
-    let mut applied = applied.clone();
+    let mut applied = without_nulls(applied);
     strip_server_fields(&mut applied);
     let live_clean = live
         .map(without_managed_fields)

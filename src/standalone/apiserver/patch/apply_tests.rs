@@ -551,6 +551,20 @@ fn port_protocol_defaults_to_tcp_when_matching_elements() {
 }
 
 #[test]
+fn nulls_in_an_applied_configuration_are_not_applied() {
+    let mut body = cm(json!({"a":"1","b":"2"}));
+    body["metadata"]["labels"] = json!({"x":null});
+    let live = apply_ok(None, &body, &opts("m", false, T0));
+    assert_eq!(live["metadata"]["labels"], json!({}));
+    let out = apply_ok(
+        Some(&live),
+        &cm(json!({"a":"1","b":null})),
+        &opts("m", false, T1),
+    );
+    assert_eq!(out["data"], json!({"a":"1"}));
+}
+
+#[test]
 fn managed_fields_in_an_apply_body_are_rejected() {
     let mut body = cm(json!({}));
     body["metadata"]["managedFields"] = json!([]);

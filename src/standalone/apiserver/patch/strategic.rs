@@ -207,9 +207,17 @@ fn merge_keyed(
             )));
         };
         let pos = out.iter().position(|e| e.get(key) == Some(kv));
-        if is_directive(p, "delete") {
-            out.retain(|e| e.get(key) != Some(kv));
-            continue;
+        match pm.get(PATCH).and_then(Value::as_str) {
+            Some("delete") => {
+                out.retain(|e| e.get(key) != Some(kv));
+                continue;
+            }
+            Some("merge") => {
+                return Err(PatchError::Invalid(
+                    "merging lists cannot yet be specified in the patch".into(),
+                ));
+            }
+            _ => {}
         }
         let empty = Map::new();
         let base = pos.and_then(|i| out[i].as_object()).unwrap_or(&empty);
@@ -433,6 +441,15 @@ mod tests {
         let patch = json!({"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}});
         let out = strategic_merge(&orig, &patch, "Deployment").unwrap();
         assert_eq!(out["spec"]["strategy"], json!({"type":"Recreate"}));
+    }
+
+    #[test]
+    fn merge_directive_inside_a_list_is_an_error() {
+        let orig = json!({"spec":{"containers":[{"name":"a"}]}});
+        let patch = json!({"spec":{"containers":[{"name":"a","$patch":"merge"}]}});
+        assert!(strategic_merge(&orig, &patch, "Pod").is_err());
+        let patch = json!({"spec":{"$patch":"bogus"}});
+        assert!(strategic_merge(&orig, &patch, "Pod").is_err());
     }
 
     #[test]
