@@ -416,11 +416,23 @@ fn prune(
     owned: &FieldSet,
     lists: &dyn ListSemantics,
 ) {
+    // A list element kept for another owner keeps the fields that identify it.
+    let key_fields: Vec<PathElement> = match path.last() {
+        Some(PathElement::Key(pairs)) => pairs
+            .iter()
+            .map(|(k, _)| PathElement::Field(k.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
     for (pe, sub) in &remove.children {
+        if key_fields.contains(pe) {
+            continue;
+        }
         path.push(pe.clone());
+        let parent = &path[..path.len() - 1];
         if sub.member && !owned.has_member_below(path) {
-            remove_child(value, pe, &path[..path.len() - 1], lists);
-        } else if let Some(child) = child_mut(value, pe, &path[..path.len() - 1], lists) {
+            remove_child(value, pe, parent, lists);
+        } else if let Some(child) = child_mut(value, pe, parent, lists) {
             prune(child, sub, path, owned, lists);
         }
         path.pop();

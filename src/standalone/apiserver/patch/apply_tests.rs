@@ -637,6 +637,32 @@ fn update_inside_an_associative_list_element() {
     );
 }
 
+#[test]
+fn dropped_element_stays_for_fields_another_manager_owns() {
+    let l = BuiltinLists::new("Deployment");
+    let live = apply(
+        None,
+        &deployment(json!([{"name":"a","image":"a:1"},{"name":"b","image":"b:1"}])),
+        &dep_opts("helm", false, T0),
+        &l,
+    )
+    .unwrap();
+    let mut new = live.clone();
+    new["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits":{"cpu":"1"}});
+    record_update(Some(&live), &mut new, "vpa", "apps/v1", None, T1, &l);
+    let out = apply(
+        Some(&new),
+        &deployment(json!([{"name":"b","image":"b:1"}])),
+        &dep_opts("helm", false, T2),
+        &l,
+    )
+    .unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([{"name":"a","resources":{"limits":{"cpu":"1"}}},{"name":"b","image":"b:1"}])
+    );
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
@@ -670,6 +696,31 @@ mod props {
             own["metadata"].as_object_mut().unwrap().remove("managedFields");
             let again = apply(Some(&live), &own, &opts("solo", false, T1), &l).unwrap();
             prop_assert_eq!(again, live);
+        }
+
+        #[test]
+        fn reapplying_containers_by_their_sole_owner_is_a_no_op(
+            containers in prop::collection::btree_map(
+                "[a-z]{1,4}",
+                (prop::collection::vec("[a-z]{1,3}", 0..3), prop::collection::btree_set(1u16..5, 0..3),
+                 prop::option::of("[a-z]{1,3}")),
+                0..4),
+            finalizers in prop::collection::btree_set("[a-z]{1,3}", 0..3),
+        ) {
+            let containers: Vec<Value> = containers.into_iter().map(|(name, (args, ports, image))| {
+                let mut c = json!({"name": name, "args": args,
+                    "ports": ports.into_iter().map(|p| json!({"containerPort": p})).collect::<Vec<_>>()});
+                if let Some(i) = image { c["image"] = json!(i); }
+                c
+            }).collect();
+            let mut dep = deployment(Value::Array(containers));
+            dep["metadata"]["finalizers"] = json!(finalizers);
+            let l = BuiltinLists::new("Deployment");
+            let live = stored(apply(None, &dep, &dep_opts("solo", false, T0), &l).unwrap());
+            prop_assert_eq!(&apply(Some(&live), &dep, &dep_opts("solo", false, T1), &l).unwrap(), &live);
+            let mut own = live.clone();
+            own["metadata"].as_object_mut().unwrap().remove("managedFields");
+            prop_assert_eq!(apply(Some(&live), &own, &dep_opts("solo", false, T1), &l).unwrap(), live);
         }
     }
 }
