@@ -13,7 +13,7 @@ use super::lists::{ListSemantics, ListType, PathElement};
 use crate::standalone::apiserver::status::ApiError;
 
 /// Parameters of one apply request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyOptions {
     pub manager: String,
     pub force: bool,
@@ -660,6 +660,9 @@ pub fn apply(
     let mut merged = merge(&live_clean, &applied, &mut Vec::new(), lists);
     let old_entries = decode_entries(live.and_then(managed_fields));
     let mut entries = old_entries.clone();
+    if live.is_some() && entries.is_empty() {
+        entries.push(before_first_apply(&live_clean, opts, lists));
+    }
     let sub = opts.subresource.as_deref();
     let is_me = |e: &Entry| e.is(&opts.manager, "Apply", &opts.api_version, sub);
     let applied_set = object_fields(&applied, lists);
@@ -715,6 +718,19 @@ pub fn apply(
     }
     store_entries(&mut merged, entries);
     Ok(merged)
+}
+
+/// An object nobody manages yet is owned by `before-first-apply` for its first apply, so that
+/// changing its values conflicts as on the real server.
+fn before_first_apply(live: &Value, opts: &ApplyOptions, lists: &dyn ListSemantics) -> Entry {
+    Entry {
+        manager: "before-first-apply".into(),
+        operation: "Update".into(),
+        api_version: opts.api_version.clone(),
+        time: Some(opts.now.clone()),
+        subresource: None,
+        set: object_fields(live, lists),
+    }
 }
 
 fn find_conflicts(

@@ -663,6 +663,34 @@ fn dropped_element_stays_for_fields_another_manager_owns() {
     );
 }
 
+#[test]
+fn first_apply_to_an_unmanaged_object_conflicts_with_before_first_apply() {
+    let live = stored(cm(json!({"a":"1","b":"1"})));
+    let err = apply(
+        Some(&live),
+        &cm(json!({"a":"2"})),
+        &opts("kubectl", false, T1),
+        &cm_lists(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using v1: .data.a"
+    );
+    let out = apply_ok(
+        Some(&live),
+        &cm(json!({"a":"1"})),
+        &opts("kubectl", false, T1),
+    );
+    assert_eq!(out["data"], json!({"a":"1","b":"1"}));
+    let bfa = entry(&out, "before-first-apply").unwrap();
+    assert_eq!(bfa["operation"], "Update");
+    assert_eq!(
+        bfa["fieldsV1"],
+        json!({"f:data":{".":{},"f:a":{},"f:b":{}}})
+    );
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

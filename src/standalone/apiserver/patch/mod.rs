@@ -5,6 +5,17 @@
 //!   merge-key table ([`lists`]).
 //! * [`apply`] / [`record_update`]: server-side apply and managedFields bookkeeping
 //!   ([`fieldset`] holds the FieldsV1 sets).
+//!
+//! How a write path uses them:
+//! * `PATCH application/strategic-merge-patch+json` on a built-in kind:
+//!   `strategic_merge(&stored, &body, &info.kind)`, then the usual update path.
+//! * `PATCH application/apply-patch+yaml`: `parse_apply_body`, `normalize_secret` for Secrets,
+//!   then `apply(stored.as_ref(), &body, &opts, lists)` with `BuiltinLists::new(kind)` or
+//!   `SchemaLists::new(schema)`; `Err(ApplyError)` maps to a Status via `to_api_error()`.
+//! * Every other write (POST, PUT, merge/JSON/strategic PATCH): after computing the new object,
+//!   `record_update(old, &mut new, field_manager, api_version, subresource, now, lists)`.
+//! * `now` is RFC 3339 with seconds precision (`2026-01-01T00:00:00Z`), as the real server
+//!   writes managedFields times.
 
 pub mod apply;
 #[cfg(test)]
