@@ -557,6 +557,7 @@ fn decode_entries(raw: Option<&Value>) -> Vec<Entry> {
 /// Writes the entries in the real server's order (Apply before Update, then by time, manager).
 fn store_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.set.is_empty());
+    cap_update_managers(&mut entries);
     entries.sort_by(|a, b| {
         (
             &a.operation,
@@ -575,6 +576,48 @@ fn store_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     });
     let encoded = Value::Array(entries.iter().map(Entry::encode).collect());
     set_managed_fields(obj, (!entries.is_empty()).then_some(encoded));
+}
+
+/// The real server keeps at most this many Update entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Folds the oldest Update entries into one `ancient-changes` entry per apiVersion until at
+/// most [`MAX_UPDATE_MANAGERS`] Update entries remain.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<Entry> = Vec::new();
+    let mut rest: Vec<Entry> = Vec::new();
+    for e in entries.drain(..) {
+        if e.operation == "Update" {
+            updaters.push(e);
+        } else {
+            rest.push(e);
+        }
+    }
+    updaters.sort_by(|a, b| a.time.cmp(&b.time));
+    // Each apiVersion's first (oldest) entry is left alone until a second one needs folding.
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut remaining = updaters.len();
+    let mut i = 0;
+    while i < updaters.len() && remaining > MAX_UPDATE_MANAGERS {
+        let version = updaters[i].api_version.clone();
+        let Some(&(_, first)) = first_of_version.iter().find(|(v, _)| *v == version) else {
+            first_of_version.push((version, i));
+            i += 1;
+            continue;
+        };
+        let current = updaters.remove(i);
+        let bucket = &mut updaters[first];
+        if bucket.manager != ANCIENT_CHANGES {
+            bucket.manager = ANCIENT_CHANGES.into();
+            bucket.subresource = None;
+        }
+        bucket.set = bucket.set.union(&current.set);
+        bucket.time = current.time;
+        remaining -= 1;
+    }
+    rest.extend(updaters);
+    *entries = rest;
 }
 
 fn set_managed_fields(obj: &mut Value, raw: Option<Value>) {

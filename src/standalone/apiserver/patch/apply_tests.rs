@@ -691,6 +691,43 @@ fn first_apply_to_an_unmanaged_object_conflicts_with_before_first_apply() {
     );
 }
 
+#[test]
+fn update_managers_are_capped_into_ancient_changes() {
+    let mut obj = stored(cm(json!({"k0":"0"})));
+    record_update(
+        None,
+        &mut obj,
+        "m00",
+        "v1",
+        None,
+        "2026-01-01T00:00:00Z",
+        &cm_lists(),
+    );
+    for i in 1..=11 {
+        let old = obj.clone();
+        obj["data"][format!("k{i}")] = json!("x");
+        let now = format!("2026-01-01T00:00:{i:02}Z");
+        record_update(
+            Some(&old),
+            &mut obj,
+            &format!("m{i:02}"),
+            "v1",
+            None,
+            &now,
+            &cm_lists(),
+        );
+    }
+    let es = entries(&obj);
+    assert_eq!(es.len(), 10);
+    let ancient = entry(&obj, "ancient-changes").unwrap();
+    assert_eq!(
+        ancient["fieldsV1"],
+        json!({"f:data":{".":{},"f:k0":{},"f:k1":{},"f:k2":{}}})
+    );
+    assert_eq!(ancient["time"], "2026-01-01T00:00:02Z");
+    assert!(entry(&obj, "m01").is_none() && entry(&obj, "m03").is_some());
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
