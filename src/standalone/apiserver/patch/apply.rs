@@ -681,6 +681,57 @@ pub fn apply(
     opts: &ApplyOptions,
     lists: &dyn ListSemantics,
 ) -> Result<Value, ApplyError> {
+    let applied = checked_applied(applied)?;
+    let live_clean = live
+        .map(without_managed_fields)
+        .unwrap_or_else(|| json!({}));
+    let mut merged = merge(&live_clean, &applied, &mut Vec::new(), lists);
+    let old_entries = decode_entries(live.and_then(managed_fields));
+    let mut entries = old_entries.clone();
+    if live.is_some() && entries.is_empty() {
+        entries.push(before_first_apply(&live_clean, opts, lists));
+    }
+    let sub = opts.subresource.as_deref();
+    let is_me = |e: &Entry| e.is(&opts.manager, "Apply", &opts.api_version, sub);
+    let applied_set = object_fields(&applied, lists);
+    let changed = diff_objects(&live_clean, &merged, lists).changed;
+    settle_conflicts(&mut entries, &is_me, &applied_set, &changed, opts.force)?;
+
+    let previous = entries
+        .iter()
+        .find(|e| is_me(e))
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
+    let owned = entries
+        .iter()
+        .filter(|e| !is_me(e))
+        .fold(applied_set.clone(), |acc, e| acc.union(&e.set));
+    let abandoned = previous.difference(&owned);
+    prune(&mut merged, &abandoned, &mut Vec::new(), &owned, lists);
+
+    let mine = Entry {
+        manager: opts.manager.clone(),
+        operation: "Apply".into(),
+        api_version: opts.api_version.clone(),
+        time: Some(opts.now.clone()),
+        subresource: opts.subresource.clone(),
+        set: applied_set,
+    };
+    upsert(&mut entries, &is_me, mine);
+    entries.retain(|e| !e.set.is_empty());
+
+    if let Some(live) = live
+        && merged == live_clean
+        && same_entries(&entries, &old_entries)
+    {
+        return Ok(live.clone());
+    }
+    store_entries(&mut merged, entries);
+    Ok(merged)
+}
+
+/// The applied configuration without nulls and server-owned metadata, or why it is refused.
+fn checked_applied(applied: &Value) -> Result<Value, ApplyError> {
     if !applied.is_object() {
         return Err(ApplyError::Invalid(
             "apply patch body must be an object".into(),
@@ -697,70 +748,36 @@ pub fn apply(
     }
     let mut applied = without_nulls(applied);
     strip_server_fields(&mut applied);
-    let live_clean = live
-        .map(without_managed_fields)
-        .unwrap_or_else(|| json!({}));
-    let mut merged = merge(&live_clean, &applied, &mut Vec::new(), lists);
-    let old_entries = decode_entries(live.and_then(managed_fields));
-    let mut entries = old_entries.clone();
-    if live.is_some() && entries.is_empty() {
-        entries.push(before_first_apply(&live_clean, opts, lists));
+    Ok(applied)
+}
+
+/// Fails on conflicts, or with `force` takes the conflicting fields from their owners.
+fn settle_conflicts(
+    entries: &mut [Entry],
+    is_me: &dyn Fn(&Entry) -> bool,
+    applied_set: &FieldSet,
+    changed: &FieldSet,
+    force: bool,
+) -> Result<(), ApplyError> {
+    let conflicts = find_conflicts(entries, is_me, applied_set, changed);
+    if conflicts.is_empty() {
+        return Ok(());
     }
-    let sub = opts.subresource.as_deref();
-    let is_me = |e: &Entry| e.is(&opts.manager, "Apply", &opts.api_version, sub);
-    let applied_set = object_fields(&applied, lists);
-    let changed = diff_objects(&live_clean, &merged, lists).changed;
-
-    let conflicts = find_conflicts(&entries, &is_me, &applied_set, &changed);
-    if !conflicts.is_empty() {
-        if !opts.force {
-            return Err(ApplyError::Conflicts(conflicts));
-        }
-        let taken = applied_set.intersection(&changed);
-        for entry in entries.iter_mut().filter(|e| !is_me(e)) {
-            entry.set = entry.set.difference(&taken);
-        }
+    if !force {
+        return Err(ApplyError::Conflicts(conflicts));
     }
+    let taken = applied_set.intersection(changed);
+    for entry in entries.iter_mut().filter(|e| !is_me(e)) {
+        entry.set = entry.set.difference(&taken);
+    }
+    Ok(())
+}
 
-    let previous = entries
-        .iter()
-        .find(|e| is_me(e))
-        .map(|e| e.set.clone())
-        .unwrap_or_default();
-    let owned = entries
-        .iter()
-        .filter(|e| !is_me(e))
-        .fold(applied_set.clone(), |acc, e| acc.union(&e.set));
-    prune(
-        &mut merged,
-        &previous.difference(&owned),
-        &mut Vec::new(),
-        &owned,
-        lists,
-    );
-
-    let mine = Entry {
-        manager: opts.manager.clone(),
-        operation: "Apply".into(),
-        api_version: opts.api_version.clone(),
-        time: Some(opts.now.clone()),
-        subresource: opts.subresource.clone(),
-        set: applied_set,
-    };
+fn upsert(entries: &mut Vec<Entry>, is_me: &dyn Fn(&Entry) -> bool, mine: Entry) {
     match entries.iter_mut().find(|e| is_me(e)) {
         Some(e) => *e = mine,
         None => entries.push(mine),
     }
-    entries.retain(|e| !e.set.is_empty());
-
-    if let Some(live) = live
-        && merged == live_clean
-        && same_entries(&entries, &old_entries)
-    {
-        return Ok(live.clone());
-    }
-    store_entries(&mut merged, entries);
-    Ok(merged)
 }
 
 /// An object nobody manages yet is owned by `before-first-apply` for its first apply, so that
@@ -863,9 +880,6 @@ pub fn record_update(
         subresource: subresource.map(str::to_string),
         set: previous.union(&d.changed).difference(&d.removed),
     };
-    match entries.iter_mut().find(|e| is_me(e)) {
-        Some(e) => *e = mine,
-        None => entries.push(mine),
-    }
+    upsert(&mut entries, &is_me, mine);
     store_entries(new, entries);
 }
