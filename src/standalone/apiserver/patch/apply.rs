@@ -139,10 +139,24 @@ fn tracked(path: &[PathElement], key: &str) -> bool {
     }
 }
 
-/// Every node but the root and `metadata` is a member, so that dropping a whole map or list
-/// from an applied configuration removes it.
-fn is_member_node(path: &[PathElement]) -> bool {
-    !(path.is_empty() || matches!(path, [PathElement::Field(m)] if m == "metadata"))
+/// Which nodes of a value its field set names as members.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Members {
+    /// An applied configuration: leaves and list elements only (maps and lists are implied).
+    Leaves,
+    /// Fields added by a write: every node, so an added map or list is owned as such.
+    All,
+}
+
+/// The root and `metadata` identify the object and are never members themselves.
+fn is_member_node(path: &[PathElement], value: &Value, members: Members) -> bool {
+    if path.is_empty() || matches!(path, [PathElement::Field(m)] if m == "metadata") {
+        return false;
+    }
+    match value {
+        Value::Object(m) => members == Members::All || m.is_empty(),
+        _ => true,
+    }
 }
 
 /// Compact JSON of a value: the identity of set elements and key values.
@@ -178,9 +192,14 @@ fn key_value(item: &Value, key: &str) -> Option<String> {
 }
 
 /// The field set of `value` found at `path`.
-fn walk(value: &Value, path: &mut Vec<PathElement>, lists: &dyn ListSemantics) -> FieldSet {
+fn walk(
+    value: &Value,
+    path: &mut Vec<PathElement>,
+    lists: &dyn ListSemantics,
+    members: Members,
+) -> FieldSet {
     let mut node = FieldSet {
-        member: is_member_node(path),
+        member: is_member_node(path, value, members),
         ..FieldSet::default()
     };
     match value {
@@ -190,7 +209,7 @@ fn walk(value: &Value, path: &mut Vec<PathElement>, lists: &dyn ListSemantics) -
                     continue;
                 }
                 path.push(PathElement::Field(k.clone()));
-                let child = walk(v, path, lists);
+                let child = walk(v, path, lists, members);
                 if !child.is_empty() {
                     node.children.insert(PathElement::Field(k.clone()), child);
                 }
@@ -199,13 +218,15 @@ fn walk(value: &Value, path: &mut Vec<PathElement>, lists: &dyn ListSemantics) -
         }
         Value::Array(items) => {
             let lt = lists.list_type(path);
-            if lt == ListType::Atomic {
+            if lt == ListType::Atomic || items.is_empty() {
                 return node;
             }
+            // A merged list is not a leaf: its elements are.
+            node.member &= members == Members::All;
             for (i, item) in items.iter().enumerate() {
                 let pe = element_pe(item, &lt, i);
                 path.push(pe.clone());
-                let mut child = walk(item, path, lists);
+                let mut child = walk(item, path, lists, members);
                 child.member = true;
                 node.children.insert(pe, child);
                 path.pop();
@@ -216,9 +237,14 @@ fn walk(value: &Value, path: &mut Vec<PathElement>, lists: &dyn ListSemantics) -
     node
 }
 
-/// The field set of a whole object.
+/// The field set of an applied configuration, as server-side apply records it.
 pub fn object_fields(obj: &Value, lists: &dyn ListSemantics) -> FieldSet {
-    walk(obj, &mut Vec::new(), lists)
+    walk(obj, &mut Vec::new(), lists, Members::Leaves)
+}
+
+/// The field set of a whole object written by a non-apply operation.
+fn written_fields(obj: &Value, lists: &dyn ListSemantics) -> FieldSet {
+    walk(obj, &mut Vec::new(), lists, Members::All)
 }
 
 /// Paths changed (added or modified) and removed between two objects.
@@ -291,7 +317,7 @@ fn add_subtree(
     path: &mut Vec<PathElement>,
     lists: &dyn ListSemantics,
 ) {
-    let sub = walk(value, path, lists);
+    let sub = walk(value, path, lists, Members::All);
     set.insert_at(path, &sub);
 }
 
@@ -315,7 +341,7 @@ fn diff_elements(
         match old_pes.iter().position(|p| *p == pe) {
             Some(j) => diff(&old[j], ne, path, lists, d),
             None => {
-                let mut sub = walk(ne, path, lists);
+                let mut sub = walk(ne, path, lists, Members::All);
                 sub.member = true;
                 d.changed.insert_at(path, &sub);
             }
@@ -326,7 +352,7 @@ fn diff_elements(
     for (oe, pe) in old.iter().zip(old_pes) {
         if !new_pes.contains(&pe) {
             path.push(pe);
-            let mut sub = walk(oe, path, lists);
+            let mut sub = walk(oe, path, lists, Members::All);
             sub.member = true;
             d.removed.insert_at(path, &sub);
             path.pop();
@@ -429,13 +455,28 @@ fn prune(
             continue;
         }
         path.push(pe.clone());
-        let parent = &path[..path.len() - 1];
-        if sub.member && !owned.has_member_below(path) {
-            remove_child(value, pe, parent, lists);
-        } else if let Some(child) = child_mut(value, pe, parent, lists) {
+        let parent_len = path.len() - 1;
+        let remove = if sub.member && !owned.has_member_below(path) {
+            true
+        } else if let Some(child) = child_mut(value, pe, &path[..parent_len], lists) {
             prune(child, sub, path, owned, lists);
+            // A map or list emptied here goes too, unless someone owns it as such.
+            is_empty_container(child) && !owned.contains(path) && !owned.has_member_below(path)
+        } else {
+            false
+        };
+        if remove {
+            remove_child(value, pe, &path[..parent_len], lists);
         }
         path.pop();
+    }
+}
+
+fn is_empty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
     }
 }
 
@@ -789,7 +830,7 @@ fn before_first_apply(live: &Value, opts: &ApplyOptions, lists: &dyn ListSemanti
         api_version: opts.api_version.clone(),
         time: Some(opts.now.clone()),
         subresource: None,
-        set: object_fields(live, lists),
+        set: written_fields(live, lists),
     }
 }
 
@@ -854,7 +895,7 @@ pub fn record_update(
     let d = match old {
         Some(o) => diff_objects(&without_managed_fields(o), &new_clean, lists),
         None => Diff {
-            changed: object_fields(&new_clean, lists),
+            changed: written_fields(&new_clean, lists),
             removed: FieldSet::default(),
         },
     };

@@ -64,7 +64,7 @@ fn create_via_apply_records_the_apply_entry() {
         vec![json!({
             "manager":"kubectl","operation":"Apply","apiVersion":"v1","time":T0,
             "fieldsType":"FieldsV1",
-            "fieldsV1":{"f:data":{".":{},"f:a":{}},"f:metadata":{"f:labels":{".":{},"f:app":{}}}}
+            "fieldsV1":{"f:data":{"f:a":{}},"f:metadata":{"f:labels":{"f:app":{}}}}
         })]
     );
 }
@@ -80,13 +80,27 @@ fn reapply_without_a_field_removes_it() {
     assert_eq!(out["data"], json!({"a":"1"}));
     assert_eq!(
         entry(&out, "m").unwrap()["fieldsV1"],
-        json!({"f:data":{".":{},"f:a":{}}})
+        json!({"f:data":{"f:a":{}}})
     );
     assert_eq!(out["metadata"]["uid"], "u-1");
     // Dropping the whole map removes it.
     let out = apply_ok(Some(&out), &cm(Value::Null), &opts("m", false, T2));
     assert!(out.get("data").is_none());
     assert!(out["metadata"].get("managedFields").is_none());
+}
+
+#[test]
+fn maps_emptied_by_a_reapply_are_removed() {
+    let mut first = cm(json!({"a":"1"}));
+    first["metadata"]["labels"] = json!({"app":"x"});
+    first["metadata"]["annotations"] = json!({"keep":"y"});
+    let live = stored(apply_ok(None, &first, &opts("m", false, T0)));
+    let mut second = cm(json!({"a":"1"}));
+    second["metadata"]["annotations"] = json!({"keep":"y"});
+    let out = apply_ok(Some(&live), &second, &opts("m", false, T1));
+    assert!(out["metadata"].get("labels").is_none());
+    assert_eq!(out["metadata"]["annotations"], json!({"keep":"y"}));
+    assert_eq!(out["metadata"]["name"], "c");
 }
 
 #[test]
@@ -104,7 +118,7 @@ fn two_appliers_share_a_field_and_it_survives_one_leaving() {
     assert_eq!(entries(&live).len(), 2);
     assert_eq!(
         entry(&live, "two").unwrap()["fieldsV1"],
-        json!({"f:data":{".":{},"f:a":{},"f:b":{}}})
+        json!({"f:data":{"f:a":{},"f:b":{}}})
     );
     let mut applied = cm(Value::Null);
     applied.as_object_mut().unwrap().remove("data");
@@ -182,7 +196,7 @@ fn force_transfers_ownership() {
     assert_eq!(out["data"]["a"], "2");
     assert_eq!(
         entry(&out, "kubectl").unwrap()["fieldsV1"],
-        json!({"f:data":{".":{},"f:a":{}}})
+        json!({"f:data":{"f:a":{}}})
     );
     // The Update manager keeps only the map itself.
     assert_eq!(
@@ -228,7 +242,7 @@ fn update_after_apply_takes_only_changed_fields() {
     assert_eq!(edit["fieldsV1"], json!({"f:data":{"f:a":{}}}));
     assert_eq!(
         entry(&new, "helm").unwrap()["fieldsV1"],
-        json!({"f:data":{".":{},"f:b":{}}})
+        json!({"f:data":{"f:b":{}}})
     );
     assert_eq!(entry(&new, "helm").unwrap()["time"], T0);
 }
@@ -251,11 +265,9 @@ fn update_removing_a_field_takes_it_from_its_owner() {
         T1,
         &cm_lists(),
     );
-    assert_eq!(
-        entry(&new, "helm").unwrap()["fieldsV1"],
-        json!({"f:data":{}})
-    );
-    assert!(entry(&new, "kubectl-edit").is_none());
+    // helm owned nothing else, and a removal gives the remover nothing to own.
+    assert!(new["metadata"].get("managedFields").is_none());
+    assert_eq!(new["data"], json!({}));
 }
 
 #[test]
@@ -375,7 +387,7 @@ fn associative_lists_merge_by_key_between_appliers() {
     .unwrap();
     assert_eq!(
         entry(&live, "one").unwrap()["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"],
-        json!({".":{},"k:{\"name\":\"a\"}":{".":{},"f:args":{},"f:image":{},"f:name":{}}})
+        json!({"k:{\"name\":\"a\"}":{".":{},"f:args":{},"f:image":{},"f:name":{}}})
     );
     let live = apply(
         Some(&live),
@@ -442,7 +454,7 @@ fn sets_merge_by_value() {
     assert_eq!(live["metadata"]["finalizers"], json!(["a", "b"]));
     assert_eq!(
         entry(&live, "two").unwrap()["fieldsV1"]["f:metadata"],
-        json!({"f:finalizers":{".":{},"v:\"b\"":{}}})
+        json!({"f:finalizers":{"v:\"b\"":{}}})
     );
     let out = apply(
         Some(&live),
@@ -521,7 +533,7 @@ fn crd_schema_list_semantics_for_batchsandbox() {
     assert_eq!(e["subresource"], "status");
     assert_eq!(
         e["fieldsV1"]["f:status"]["f:conditions"],
-        json!({".":{},"k:{\"type\":\"Paused\"}":{".":{},"f:status":{},"f:type":{}}})
+        json!({"k:{\"type\":\"Paused\"}":{".":{},"f:status":{},"f:type":{}}})
     );
 }
 
@@ -546,7 +558,7 @@ fn port_protocol_defaults_to_tcp_when_matching_elements() {
     assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 1);
     assert_eq!(
         entry(&out, "helm").unwrap()["fieldsV1"]["f:spec"]["f:ports"],
-        json!({".":{},"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{},"f:targetPort":{}}})
+        json!({"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{},"f:targetPort":{}}})
     );
 }
 
@@ -633,7 +645,7 @@ fn update_inside_an_associative_list_element() {
     let helm = &entry(&new, "helm").unwrap()["fieldsV1"]["f:spec"]["f:template"]["f:spec"];
     assert_eq!(
         helm["f:containers"],
-        json!({".":{},"k:{\"name\":\"a\"}":{".":{},"f:name":{}}})
+        json!({"k:{\"name\":\"a\"}":{".":{},"f:name":{}}})
     );
 }
 
