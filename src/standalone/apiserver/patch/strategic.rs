@@ -234,8 +234,8 @@ fn merge_keyed(
     Ok(Value::Array(out))
 }
 
-/// `$setElementOrder/<field>`: the listed elements first, in that order, then any others
-/// (present only on the server) in their previous relative order.
+/// `$setElementOrder/<field>`: the listed elements take that order; elements the list does not
+/// name (present only on the server) stay right after the element that preceded them.
 fn set_element_order(
     result: &mut Map<String, Value>,
     field: &str,
@@ -258,18 +258,28 @@ fn set_element_order(
         Some(k) => elem.get(k).is_some() && elem.get(k) == o.get(k),
         None => elem == o,
     };
-    let mut rest: Vec<Option<Value>> = list.drain(..).map(Some).collect();
-    let mut ordered = Vec::with_capacity(rest.len());
+    // (index in the merged list, element)
+    let mut rest: Vec<Option<(usize, Value)>> = list.drain(..).enumerate().map(Some).collect();
+    let mut ordered: Vec<(usize, Value)> = Vec::with_capacity(rest.len());
     for o in order {
         if let Some(slot) = rest
             .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|e| same(e, o)))
+            .find(|s| s.as_ref().is_some_and(|(_, e)| same(e, o)))
         {
             ordered.extend(slot.take());
         }
     }
-    ordered.extend(rest.into_iter().flatten());
-    *list = ordered;
+    for (idx, elem) in rest.into_iter().flatten() {
+        let after = ordered
+            .iter()
+            .enumerate()
+            .filter(|(_, (i, _))| *i < idx)
+            .max_by_key(|(_, (i, _))| *i)
+            .map(|(pos, _)| pos + 1)
+            .unwrap_or(0);
+        ordered.insert(after, (idx, elem));
+    }
+    *list = ordered.into_iter().map(|(_, e)| e).collect();
     Ok(())
 }
 
@@ -319,6 +329,22 @@ mod tests {
             out["spec"]["template"]["spec"]["containers"],
             json!([{"name":"c","image":"c:1"},{"name":"a","image":"a:1"}])
         );
+    }
+
+    #[test]
+    fn server_only_elements_keep_their_place_under_set_element_order() {
+        let orig = deploy(json!([{"name":"x"},{"name":"a"},{"name":"injected"},{"name":"b"}]));
+        let patch = json!({"spec":{"template":{"spec":{
+            "$setElementOrder/containers":[{"name":"b"},{"name":"a"},{"name":"x"}],
+            "containers":[{"name":"b","image":"b:2"}]}}}});
+        let out = strategic_merge(&orig, &patch, "Deployment").unwrap();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["b", "a", "injected", "x"]);
     }
 
     #[test]
