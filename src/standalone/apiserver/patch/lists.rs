@@ -199,6 +199,7 @@ pub fn list_info(ctx: Ctx, field: &str) -> Option<ListInfo> {
         (Container, "volumeDevices") => ListInfo::merge("devicePath", &["devicePath"]),
         (Container, "resizePolicy") => ListInfo::ATOMIC,
         (PodStatus, "podIPs" | "hostIPs") => ListInfo::merge("ip", IP),
+        (PodStatus, "resourceClaimStatuses") => ListInfo::merge("name", NAME),
         (PodStatus | NodeStatus | Status, "conditions") => ListInfo::merge("type", TYPE),
         (NodeStatus, "addresses") => ListInfo::merge("type", TYPE),
         (ServiceSpec, "ports") => ListInfo::merge("port", &["port", "protocol"]),
