@@ -59,9 +59,13 @@ async fn client_writes(s: &ApiServer, n: usize, workers: usize) -> f64 {
         let api = api.clone();
         tasks.push(tokio::spawn(async move {
             for i in (w..n).step_by(workers) {
-                let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("kc-{i}")}, "data": {"k": "v"}}))
-                    .expect("configmap");
-                api.create(&PostParams::default(), &cm).await.expect("create");
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": format!("kc-{i}")}, "data": {"k": "v"}}),
+                )
+                .expect("configmap");
+                api.create(&PostParams::default(), &cm)
+                    .await
+                    .expect("create");
             }
         }));
     }
@@ -103,8 +107,10 @@ async fn watch_fanout(s: &ApiServer, n: usize, watchers: usize) -> f64 {
         let s = s.clone();
         tokio::spawn(async move {
             for i in 0..n {
-                let body = json!({"metadata": {"name": format!("fan-{i}"), "labels": {"bench": "fan"}}});
-                s.request(post("/api/v1/namespaces/default/configmaps", body)).await;
+                let body =
+                    json!({"metadata": {"name": format!("fan-{i}"), "labels": {"bench": "fan"}}});
+                s.request(post("/api/v1/namespaces/default/configmaps", body))
+                    .await;
             }
         })
     };
@@ -121,13 +127,16 @@ async fn list_pods(s: &ApiServer, n: usize, rounds: usize) -> (Duration, usize) 
     for i in 0..n {
         let body = json!({"metadata": {"name": format!("pod-{i}"), "labels": {"sandbox.opensandbox.io/managed": "true", "sandbox.opensandbox.io/pool-name": "bench"}},
             "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}});
-        s.request(post("/api/v1/namespaces/default/pods", body)).await;
+        s.request(post("/api/v1/namespaces/default/pods", body))
+            .await;
     }
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..rounds {
         let t = Instant::now();
-        let req = Request::get("/api/v1/namespaces/default/pods").body(Bytes::new()).expect("valid request");
+        let req = Request::get("/api/v1/namespaces/default/pods")
+            .body(Bytes::new())
+            .expect("valid request");
         let resp = s.request(req).await;
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         times.push(t.elapsed());
@@ -138,7 +147,9 @@ async fn list_pods(s: &ApiServer, n: usize, rounds: usize) -> (Duration, usize) 
 }
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let writes = arg("--writes", 40_000);
         let events = arg("--events", 20_000);
@@ -166,9 +177,17 @@ fn main() -> anyhow::Result<()> {
         println!("|---|---|");
         println!("| simple writes/s, raw handler, 1 writer | {:.0} |", raw_1);
         println!("| simple writes/s, raw handler, 8 writers | {:.0} |", raw_8);
-        println!("| simple writes/s, kube::Client, 8 writers | {:.0} |", client_8);
+        println!(
+            "| simple writes/s, kube::Client, 8 writers | {:.0} |",
+            client_8
+        );
         println!("| watch events/s delivered to 10 watchers | {:.0} |", fan);
-        println!("| LIST {} pods, median of 5 | {:.1} ms ({} bytes) |", pods, list.as_secs_f64() * 1000.0, list_bytes);
+        println!(
+            "| LIST {} pods, median of 5 | {:.1} ms ({} bytes) |",
+            pods,
+            list.as_secs_f64() * 1000.0,
+            list_bytes
+        );
         Ok(())
     })
 }

@@ -201,9 +201,10 @@ impl Core {
         match r {
             Route::Version => json_response(200, &discovery::version_info()),
             Route::Health => bytes_response(200, "text/plain", Bytes::from_static(b"ok")),
-            Route::ApiVersions | Route::ApiGroups | Route::Group { .. } | Route::GroupVersion { .. } => {
-                self.discovery(&r, &parts.headers)
-            }
+            Route::ApiVersions
+            | Route::ApiGroups
+            | Route::Group { .. }
+            | Route::GroupVersion { .. } => self.discovery(&r, &parts.headers),
             Route::OpenApiV2 => error_response(&ApiError::no_route(&path)),
             Route::OpenApiV3Root => json_response(200, &openapi::v3_root(&self.registry)),
             Route::OpenApiV3 { group, version } => {

@@ -94,7 +94,7 @@ pub fn request_filter(call: &Call) -> Result<WatchFilter, ApiError> {
         Some(s) => {
             let sel = parse_field_selector(&s).map_err(ApiError::bad_request)?;
             let supported = supported_fields(&call.res);
-            for field in sel.fields() {
+            for field in sel.requirements().iter().map(|r| r.field.as_str()) {
                 if !supported.iter().any(|f| f == field) {
                     return Err(ApiError::bad_request(format!(
                         "field label not supported: {field}"

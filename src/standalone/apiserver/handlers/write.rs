@@ -328,19 +328,13 @@ fn require_manager(call: &Call) -> Result<String, ApiError> {
 }
 
 fn apply_error(call: &Call, e: patch::ApplyError) -> ApiError {
-    match &e {
-        patch::ApplyError::Conflicts(_) => {
-            let mut err = ApiError::new(409, "Conflict", e.message());
-            err.details = Some(json!({
-                "name": call.path.name,
-                "group": call.res.group,
-                "kind": call.res.plural,
-                "causes": e.causes(),
-            }));
-            err
-        }
-        _ => ApiError::bad_request(e.to_string()),
+    let mut err = e.to_api_error();
+    if let Some(d) = err.details.as_mut() {
+        d["name"] = json!(call.path.name);
+        d["group"] = json!(call.res.group);
+        d["kind"] = json!(call.res.plural);
     }
+    err
 }
 
 /// Computes the stored state after an edit of `old`.
