@@ -18,7 +18,11 @@ fn kubectl_path() -> PathBuf {
         return local;
     }
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("kubectl")).find(|p| p.exists()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.exists())
+        })
         .expect("kubectl not found: run hack/install-tools.sh (hack/test.sh does)")
 }
 
@@ -72,10 +76,19 @@ async fn setup() -> (ApiServer, Kubectl) {
         .map(|c| serde_json::to_value(c).expect("crd json"))
         .collect();
     s.install_crds(&crds).await.expect("crds");
-    let ep = s.serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+    let ep = s
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
     let dir = tempfile::tempdir().expect("tempdir");
     ApiServer::write_kubeconfig(&dir.path().join("kubeconfig"), ep.addr).expect("kubeconfig");
-    (s, Kubectl { bin: kubectl_path(), dir })
+    (
+        s,
+        Kubectl {
+            bin: kubectl_path(),
+            dir,
+        },
+    )
 }
 
 const POOL: &str = r#"apiVersion: sandbox.opensandbox.io/v1alpha1
@@ -109,27 +122,59 @@ async fn kubectl_apply_get_watch_patch_delete() {
     let (s, k) = setup().await;
     let pool = k.write("pool.yaml", POOL);
     let out = k.ok(&["apply", "-f", &pool]).await;
-    assert!(out.contains("pool.sandbox.opensandbox.io/demo created"), "{out}");
+    assert!(
+        out.contains("pool.sandbox.opensandbox.io/demo created"),
+        "{out}"
+    );
     let batch = k.write("batch.yaml", BATCH);
     let out = k.ok(&["apply", "-f", &batch]).await;
-    assert!(out.contains("batchsandbox.sandbox.opensandbox.io/batch created"), "{out}");
+    assert!(
+        out.contains("batchsandbox.sandbox.opensandbox.io/batch created"),
+        "{out}"
+    );
 
     // Printer columns, computed by the server.
     let pools: Api<Pool> = Api::namespaced(s.client(), "default");
     let status = json!({"status": {"total": 3, "allocated": 1, "available": 2, "updated": 3, "revision": "r1"}});
-    pools.patch_status("demo", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    pools
+        .patch_status("demo", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status");
     let out = k.ok(&["get", "pools"]).await;
-    let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "UPDATED", "AGE"], "{out}");
-    let row: Vec<&str> = out.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "TOTAL", "ALLOCATED", "AVAILABLE", "UPDATED", "AGE"],
+        "{out}"
+    );
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..5], ["demo", "3", "1", "2", "3"], "{out}");
     let out = k.ok(&["get", "bsbx"]).await;
-    assert!(out.starts_with("NAME") && out.contains("DESIRED") && out.contains("batch"), "{out}");
-    assert!(!out.contains("TASK_RUNNING"), "priority-1 columns only with -o wide: {out}");
+    assert!(
+        out.starts_with("NAME") && out.contains("DESIRED") && out.contains("batch"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("TASK_RUNNING"),
+        "priority-1 columns only with -o wide: {out}"
+    );
     let out = k.ok(&["get", "bsbx", "-o", "wide"]).await;
     assert!(out.contains("TASK_RUNNING"), "{out}");
     let out = k.ok(&["describe", "pool", "demo"]).await;
-    assert!(out.contains("Capacity Spec") || out.contains("capacitySpec"), "{out}");
+    assert!(
+        out.contains("Capacity Spec") || out.contains("capacitySpec"),
+        "{out}"
+    );
 
     // get -w sees an update.
     let mut watch = k
@@ -146,7 +191,10 @@ async fn kubectl_apply_get_watch_patch_delete() {
         .expect("line");
     assert!(first.starts_with("demo"), "{first}");
     let status = json!({"status": {"total": 4, "allocated": 1, "available": 3, "updated": 4, "revision": "r1"}});
-    pools.patch_status("demo", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    pools
+        .patch_status("demo", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status");
     let update = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .expect("watch saw no update")
@@ -158,20 +206,49 @@ async fn kubectl_apply_get_watch_patch_delete() {
 
     // patch --type=merge.
     let out = k
-        .ok(&["patch", "pool", "demo", "--type=merge", "-p", r#"{"spec":{"capacitySpec":{"bufferMax":5}}}"#])
+        .ok(&[
+            "patch",
+            "pool",
+            "demo",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"capacitySpec":{"bufferMax":5}}}"#,
+        ])
         .await;
     assert!(out.contains("patched"), "{out}");
-    assert_eq!(pools.get("demo").await.expect("pool").spec.capacity_spec.buffer_max, 5);
+    assert_eq!(
+        pools
+            .get("demo")
+            .await
+            .expect("pool")
+            .spec
+            .capacity_spec
+            .buffer_max,
+        5
+    );
     // A strategic merge patch on a custom resource is refused, as by the real server.
-    let (ok, _, err) = k.run(&["patch", "pool", "demo", "-p", r#"{"spec":{}}"#]).await;
+    let (ok, _, err) = k
+        .run(&["patch", "pool", "demo", "-p", r#"{"spec":{}}"#])
+        .await;
     assert!(!ok && err.contains("strategic-merge-patch"), "{err}");
 
     // apply --server-side of a changed manifest.
     let changed = POOL.replace("bufferMax: 3", "bufferMax: 4");
     let ssa = k.write("pool-ssa.yaml", &changed);
-    let out = k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &ssa]).await;
+    let out = k
+        .ok(&["apply", "--server-side", "--force-conflicts", "-f", &ssa])
+        .await;
     assert!(out.contains("serverside-applied"), "{out}");
-    assert_eq!(pools.get("demo").await.expect("pool").spec.capacity_spec.buffer_max, 4);
+    assert_eq!(
+        pools
+            .get("demo")
+            .await
+            .expect("pool")
+            .spec
+            .capacity_spec
+            .buffer_max,
+        4
+    );
 
     // An invalid Pool is rejected with a readable message and nothing is stored.
     let invalid = POOL
@@ -181,10 +258,15 @@ async fn kubectl_apply_get_watch_patch_delete() {
     let bad = k.write("bad.yaml", &invalid);
     let (ok, _, err) = k.run(&["apply", "-f", &bad]).await;
     assert!(!ok, "invalid pool accepted");
-    assert!(err.contains("bufferMin must be less than or equal to bufferMax"), "{err}");
+    assert!(
+        err.contains("bufferMin must be less than or equal to bufferMax"),
+        "{err}"
+    );
     assert!(err.contains("spec.capacitySpec.bufferMin"), "{err}");
     assert!(pools.get_opt("broken").await.expect("get").is_none());
-    let unknown = POOL.replace("name: demo", "name: typo").replace("poolMax: 10", "poolMax: 10\n    poolMaxx: 3");
+    let unknown = POOL
+        .replace("name: demo", "name: typo")
+        .replace("poolMax: 10", "poolMax: 10\n    poolMaxx: 3");
     let typo = k.write("typo.yaml", &unknown);
     let (ok, _, err) = k.run(&["apply", "-f", &typo]).await;
     assert!(!ok && err.contains("unknown field"), "{err}");
@@ -202,8 +284,26 @@ async fn kubectl_apply_get_watch_patch_delete() {
 async fn kubectl_builtin_kinds_and_generators() {
     let (_s, k) = setup().await;
     k.ok(&["create", "namespace", "team-a"]).await;
-    k.ok(&["-n", "team-a", "create", "configmap", "cfg", "--from-literal=a=1"]).await;
-    let out = k.ok(&["-n", "team-a", "get", "configmap", "cfg", "-o", "jsonpath={.data.a}"]).await;
+    k.ok(&[
+        "-n",
+        "team-a",
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+    ])
+    .await;
+    let out = k
+        .ok(&[
+            "-n",
+            "team-a",
+            "get",
+            "configmap",
+            "cfg",
+            "-o",
+            "jsonpath={.data.a}",
+        ])
+        .await;
     assert_eq!(out, "1");
     let out = k.ok(&["get", "namespaces"]).await;
     assert!(out.contains("team-a") && out.contains("Active"), "{out}");

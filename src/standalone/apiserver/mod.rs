@@ -49,6 +49,12 @@ pub struct HttpEndpoint {
     pub task: JoinHandle<()>,
 }
 
+impl Default for ApiServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ApiServer {
     /// Starts a server with default settings. Must run inside a tokio runtime.
     pub fn new() -> Self {

@@ -92,10 +92,10 @@ pub fn stamp_new(obj: &mut Value, namespace: Option<&str>) {
             m.remove(*k);
         }
     }
-    if meta["name"].as_str().is_none_or(str::is_empty) {
-        if let Some(prefix) = meta["generateName"].as_str() {
-            meta["name"] = Value::String(format!("{prefix}{}", random_suffix()));
-        }
+    if meta["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = meta["generateName"].as_str()
+    {
+        meta["name"] = Value::String(format!("{prefix}{}", random_suffix()));
     }
     match namespace {
         Some(ns) => meta["namespace"] = Value::String(ns.to_string()),
@@ -230,10 +230,8 @@ pub fn default_builtin(res: &ResourceInfo, obj: &mut Value) {
         ("", "Namespace") => {
             obj["status"] = json!({ "phase": "Active" });
         }
-        ("", "Secret") => {
-            if obj.get("type").is_none() {
-                obj["type"] = json!("Opaque");
-            }
+        ("", "Secret") if obj.get("type").is_none() => {
+            obj["type"] = json!("Opaque");
         }
         _ => {}
     }

@@ -178,7 +178,7 @@ impl Registry {
             }
         }
         for (_, versions) in &mut out {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -213,43 +213,23 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     }
 }
 
-struct Builtin {
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    namespaced: bool,
-    short: &'static [&'static str],
-    status: bool,
-    all_category: bool,
-}
-
-const fn b(
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    namespaced: bool,
-    short: &'static [&'static str],
-    status: bool,
-    all_category: bool,
-) -> Builtin {
-    Builtin {
-        group,
-        version,
-        kind,
-        plural,
-        namespaced,
-        short,
-        status,
-        all_category,
-    }
-}
+/// A built-in kind: group, version, kind, plural, namespaced, short names, status
+/// subresource, member of the `all` category.
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    bool,
+    bool,
+);
 
 const BUILTINS: &[Builtin] = &[
-    b("", "v1", "Pod", "pods", true, &["po"], true, true),
-    b("", "v1", "Service", "services", true, &["svc"], true, true),
-    b(
+    ("", "v1", "Pod", "pods", true, &["po"], true, true),
+    ("", "v1", "Service", "services", true, &["svc"], true, true),
+    (
         "",
         "v1",
         "ConfigMap",
@@ -259,8 +239,8 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b("", "v1", "Secret", "secrets", true, &[], false, false),
-    b(
+    ("", "v1", "Secret", "secrets", true, &[], false, false),
+    (
         "",
         "v1",
         "Namespace",
@@ -270,7 +250,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "",
         "v1",
         "ServiceAccount",
@@ -280,8 +260,8 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b("", "v1", "Event", "events", true, &["ev"], false, false),
-    b(
+    ("", "v1", "Event", "events", true, &["ev"], false, false),
+    (
         "",
         "v1",
         "Endpoints",
@@ -291,8 +271,8 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b("", "v1", "Node", "nodes", false, &["no"], true, false),
-    b(
+    ("", "v1", "Node", "nodes", false, &["no"], true, false),
+    (
         "",
         "v1",
         "PersistentVolumeClaim",
@@ -302,7 +282,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "",
         "v1",
         "PersistentVolume",
@@ -312,7 +292,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "",
         "v1",
         "ResourceQuota",
@@ -322,7 +302,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "",
         "v1",
         "LimitRange",
@@ -332,7 +312,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "",
         "v1",
         "ReplicationController",
@@ -342,7 +322,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apps",
         "v1",
         "Deployment",
@@ -352,7 +332,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apps",
         "v1",
         "ReplicaSet",
@@ -362,7 +342,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apps",
         "v1",
         "StatefulSet",
@@ -372,7 +352,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apps",
         "v1",
         "DaemonSet",
@@ -382,7 +362,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apps",
         "v1",
         "ControllerRevision",
@@ -392,8 +372,8 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b("batch", "v1", "Job", "jobs", true, &[], true, true),
-    b(
+    ("batch", "v1", "Job", "jobs", true, &[], true, true),
+    (
         "batch",
         "v1",
         "CronJob",
@@ -403,7 +383,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "coordination.k8s.io",
         "v1",
         "Lease",
@@ -413,7 +393,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "events.k8s.io",
         "v1",
         "Event",
@@ -423,7 +403,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "rbac.authorization.k8s.io",
         "v1",
         "Role",
@@ -433,7 +413,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "rbac.authorization.k8s.io",
         "v1",
         "RoleBinding",
@@ -443,7 +423,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "rbac.authorization.k8s.io",
         "v1",
         "ClusterRole",
@@ -453,7 +433,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "rbac.authorization.k8s.io",
         "v1",
         "ClusterRoleBinding",
@@ -463,7 +443,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "policy",
         "v1",
         "PodDisruptionBudget",
@@ -473,7 +453,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "networking.k8s.io",
         "v1",
         "Ingress",
@@ -483,7 +463,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "networking.k8s.io",
         "v1",
         "NetworkPolicy",
@@ -493,7 +473,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "networking.k8s.io",
         "v1",
         "IngressClass",
@@ -503,7 +483,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "autoscaling",
         "v2",
         "HorizontalPodAutoscaler",
@@ -513,7 +493,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         true,
     ),
-    b(
+    (
         "apiextensions.k8s.io",
         "v1",
         "CustomResourceDefinition",
@@ -523,7 +503,7 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
     ),
-    b(
+    (
         "scheduling.k8s.io",
         "v1",
         "PriorityClass",
@@ -533,7 +513,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "storage.k8s.io",
         "v1",
         "StorageClass",
@@ -543,7 +523,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "node.k8s.io",
         "v1",
         "RuntimeClass",
@@ -553,7 +533,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "discovery.k8s.io",
         "v1",
         "EndpointSlice",
@@ -563,7 +543,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "admissionregistration.k8s.io",
         "v1",
         "ValidatingWebhookConfiguration",
@@ -573,7 +553,7 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
-    b(
+    (
         "admissionregistration.k8s.io",
         "v1",
         "MutatingWebhookConfiguration",
@@ -588,27 +568,25 @@ const BUILTINS: &[Builtin] = &[
 fn builtin_resources() -> Vec<ResourceInfo> {
     BUILTINS
         .iter()
-        .map(|b| ResourceInfo {
-            group: b.group.to_string(),
-            version: b.version.to_string(),
-            kind: b.kind.to_string(),
-            list_kind: format!("{}List", b.kind),
-            plural: b.plural.to_string(),
-            singular: b.kind.to_lowercase(),
-            namespaced: b.namespaced,
-            short_names: b.short.iter().map(|s| s.to_string()).collect(),
-            categories: if b.all_category {
-                vec!["all".to_string()]
-            } else {
-                vec![]
+        .map(
+            |&(group, version, kind, plural, namespaced, short, status, all)| ResourceInfo {
+                group: group.to_string(),
+                version: version.to_string(),
+                kind: kind.to_string(),
+                list_kind: format!("{}List", kind),
+                plural: plural.to_string(),
+                singular: kind.to_lowercase(),
+                namespaced,
+                short_names: short.iter().map(|s| s.to_string()).collect(),
+                categories: if all { vec!["all".to_string()] } else { vec![] },
+                has_status: status,
+                scale: None,
+                printer_columns: vec![],
+                schema: None,
+                selectable_fields: vec![],
+                builtin: true,
             },
-            has_status: b.status,
-            scale: None,
-            printer_columns: vec![],
-            schema: None,
-            selectable_fields: vec![],
-            builtin: true,
-        })
+        )
         .collect()
 }
 
@@ -727,7 +705,7 @@ mod tests {
     #[test]
     fn version_order() {
         let mut v = vec!["v1alpha1", "v2", "v1beta1", "v1"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, vec!["v2", "v1", "v1beta1", "v1alpha1"]);
     }
 }

@@ -21,20 +21,20 @@ pub struct WatchFilter {
 impl WatchFilter {
     pub fn matches(&self, obj: &Value) -> bool {
         let meta = &obj["metadata"];
-        if let Some(ns) = &self.namespace {
-            if meta["namespace"].as_str().unwrap_or("") != ns {
-                return false;
-            }
+        if let Some(ns) = &self.namespace
+            && meta["namespace"].as_str().unwrap_or("") != ns
+        {
+            return false;
         }
-        if let Some(sel) = &self.labels {
-            if !sel.matches(&labels_of(obj)) {
-                return false;
-            }
+        if let Some(sel) = &self.labels
+            && !sel.matches(&labels_of(obj))
+        {
+            return false;
         }
-        if let Some(sel) = &self.fields {
-            if !sel.matches(|path| field_value(obj, path)) {
-                return false;
-            }
+        if let Some(sel) = &self.fields
+            && !sel.matches(|path| field_value(obj, path))
+        {
+            return false;
         }
         true
     }

@@ -104,17 +104,17 @@ pub fn delete_object(
             .store
             .get(&res.key(), ns, name)
             .ok_or_else(|| ApiError::not_found(res, name))?;
-        if let Some(uid) = &opts.precondition_uid {
-            if uid != old.uid() {
-                return Err(ApiError::conflict(
-                    res,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        old.uid()
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.precondition_uid
+            && uid != old.uid()
+        {
+            return Err(ApiError::conflict(
+                res,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old.uid()
+                ),
+            ));
         }
         if let Some(rv) = &opts.precondition_rv {
             let cur = old.value["metadata"]["resourceVersion"]
@@ -147,11 +147,12 @@ pub fn delete_object(
             _ => None,
         };
         let mut added = false;
-        if let Some(f) = extra {
-            if !core.store.dependents(old.uid()).is_empty() && !finalizers.iter().any(|x| x == f) {
-                finalizers.push(f.to_string());
-                added = true;
-            }
+        if let Some(f) = extra
+            && !core.store.dependents(old.uid()).is_empty()
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.to_string());
+            added = true;
         }
         let already_deleting = old.value["metadata"]["deletionTimestamp"].is_string();
         if finalizers.is_empty() {

@@ -183,10 +183,10 @@ pub fn list(core: &Arc<Core>, call: &Call) -> Result<Response<Body>, ApiError> {
     let mut next = None;
     let mut remaining = 0usize;
     for obj in all {
-        if let Some(t) = &start_after {
-            if (obj.namespace(), obj.name()) <= (t.ns.as_str(), t.name.as_str()) {
-                continue;
-            }
+        if let Some(t) = &start_after
+            && (obj.namespace(), obj.name()) <= (t.ns.as_str(), t.name.as_str())
+        {
+            continue;
         }
         if !filter.matches(&obj.value) {
             continue;
@@ -197,14 +197,14 @@ pub fn list(core: &Arc<Core>, call: &Call) -> Result<Response<Body>, ApiError> {
         }
         items.push(obj);
     }
-    if remaining > 0 {
-        if let Some(last) = items.last() {
-            next = Some(encode_continue(&ContinueToken {
-                rv: start_after.as_ref().map(|t| t.rv).unwrap_or(rv),
-                ns: last.namespace().to_string(),
-                name: last.name().to_string(),
-            }));
-        }
+    if remaining > 0
+        && let Some(last) = items.last()
+    {
+        next = Some(encode_continue(&ContinueToken {
+            rv: start_after.as_ref().map(|t| t.rv).unwrap_or(rv),
+            ns: last.namespace().to_string(),
+            name: last.name().to_string(),
+        }));
     }
     if wants_table(call) {
         let values: Vec<&Value> = items.iter().map(|o| &o.value).collect();

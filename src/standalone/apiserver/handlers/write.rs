@@ -60,16 +60,16 @@ fn validate(
             Err(ValidationError::Invalid(c)) => causes.extend(c),
         }
     }
-    if let Some(old) = old {
-        if old["metadata"]["deletionTimestamp"].is_string() {
-            let before = finalizers(old);
-            if finalizers(obj).iter().any(|f| !before.contains(f)) {
-                causes.push(FieldCause::new(
-                    "FieldValueForbidden",
-                    "metadata.finalizers",
-                    "Forbidden: no new finalizers can be added if the object is being deleted",
-                ));
-            }
+    if let Some(old) = old
+        && old["metadata"]["deletionTimestamp"].is_string()
+    {
+        let before = finalizers(old);
+        if finalizers(obj).iter().any(|f| !before.contains(f)) {
+            causes.push(FieldCause::new(
+                "FieldValueForbidden",
+                "metadata.finalizers",
+                "Forbidden: no new finalizers can be added if the object is being deleted",
+            ));
         }
     }
     if causes.is_empty() {
@@ -123,12 +123,12 @@ fn prepare_create(
 ) -> Result<(Value, Vec<String>), ApiError> {
     check_type(&call.res, &mut obj)?;
     if let (Some(url_ns), Some(body_ns)) = (call.namespace(), obj["metadata"]["namespace"].as_str())
+        && !body_ns.is_empty()
+        && body_ns != url_ns
     {
-        if !body_ns.is_empty() && body_ns != url_ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     check_namespace(core, call)?;
     stamp_new(&mut obj, call.namespace().filter(|_| call.res.namespaced));
@@ -220,12 +220,12 @@ enum Edit<'a> {
 
 pub fn update(core: &Arc<Core>, call: &Call, name: &str) -> Result<Response<Body>, ApiError> {
     let body = decode_body(call)?;
-    if let Some(body_name) = body["metadata"]["name"].as_str() {
-        if body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let Some(body_name) = body["metadata"]["name"].as_str()
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
     }
     edit(core, call, name, Edit::Replace(&body))
 }
@@ -244,9 +244,7 @@ pub fn patch(core: &Arc<Core>, call: &Call, name: &str) -> Result<Response<Body>
         | "application/apply-patch+yaml" => {}
         "application/strategic-merge-patch+json" if call.res.builtin => {}
         "application/strategic-merge-patch+json" => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-            )));
+            return Err(ApiError::unsupported_media_type("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string()));
         }
         other => {
             return Err(ApiError::unsupported_media_type(format!(
