@@ -1,3 +1,4 @@
 //! Standalone mode: the embedded Kubernetes API server and the local node agent.
 
 pub mod apiserver;
+pub mod run;
