@@ -1,0 +1,201 @@
+//! One kube-runtime watcher per kind feeding the cache, with backoff, a periodic full
+//! relist and the first-list readiness barrier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use super::objects::{PodInfo, trim_pool, trim_sandbox};
+use super::state::{Cache, Kind};
+use crate::crd::{BatchSandbox, Pool, keys};
+use crate::metrics;
+
+/// How the informers watch.
+#[derive(Clone, Debug)]
+pub struct InformerConfig {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// Interval of the full relist that catches anything a watch missed.
+    pub relist_interval: Duration,
+}
+
+impl Default for InformerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            relist_interval: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The label selector that finds every pod this controller created.
+pub fn managed_pod_selector() -> String {
+    format!("{}={}", keys::LABEL_MANAGED, keys::LABEL_MANAGED_VALUE)
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Applies a kind's watch events to the cache.
+trait Sink<K>: Send + Sync + 'static {
+    fn apply(&self, cache: &Cache, obj: K);
+    fn delete(&self, cache: &Cache, obj: K);
+    fn replace(&self, cache: &Cache, objs: Vec<K>);
+}
+
+struct PoolSink;
+impl Sink<Pool> for PoolSink {
+    fn apply(&self, c: &Cache, o: Pool) {
+        c.apply_pool(trim_pool(o))
+    }
+    fn delete(&self, c: &Cache, o: Pool) {
+        c.delete_pool(&(
+            o.metadata.namespace.unwrap_or_default(),
+            o.metadata.name.unwrap_or_default(),
+        ))
+    }
+    fn replace(&self, c: &Cache, o: Vec<Pool>) {
+        c.replace_pools(o.into_iter().map(trim_pool).collect())
+    }
+}
+
+struct SandboxSink;
+impl Sink<BatchSandbox> for SandboxSink {
+    fn apply(&self, c: &Cache, o: BatchSandbox) {
+        c.apply_sandbox(trim_sandbox(o))
+    }
+    fn delete(&self, c: &Cache, o: BatchSandbox) {
+        c.delete_sandbox(&(
+            o.metadata.namespace.unwrap_or_default(),
+            o.metadata.name.unwrap_or_default(),
+        ))
+    }
+    fn replace(&self, c: &Cache, o: Vec<BatchSandbox>) {
+        c.replace_sandboxes(o.into_iter().map(trim_sandbox).collect())
+    }
+}
+
+struct PodSink;
+impl Sink<Pod> for PodSink {
+    fn apply(&self, c: &Cache, o: Pod) {
+        c.apply_pod(PodInfo::from_pod(&o))
+    }
+    fn delete(&self, c: &Cache, o: Pod) {
+        c.delete_pod(&(
+            o.metadata.namespace.unwrap_or_default(),
+            o.metadata.name.unwrap_or_default(),
+        ))
+    }
+    fn replace(&self, c: &Cache, o: Vec<Pod>) {
+        c.replace_pods(o.iter().map(PodInfo::from_pod).collect())
+    }
+}
+
+async fn run<K, S>(
+    cache: Arc<Cache>,
+    api: Api<K>,
+    wc: watcher::Config,
+    kind: Kind,
+    sink: S,
+    relist: Duration,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    S: Sink<K>,
+{
+    loop {
+        let stream = watcher(api.clone(), wc.clone()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut buffer: Vec<K> = Vec::new();
+        let deadline = tokio::time::sleep(relist);
+        let mut deadline = std::pin::pin!(deadline);
+        loop {
+            let ev = tokio::select! {
+                ev = stream.next() => ev,
+                _ = &mut deadline => break,
+            };
+            let Some(ev) = ev else { break };
+            match ev {
+                Ok(watcher::Event::Init) => {
+                    metrics::get()
+                        .informer_relists
+                        .with_label_values(&[kind.as_str()])
+                        .inc();
+                    buffer.clear();
+                }
+                Ok(watcher::Event::InitApply(o)) => buffer.push(o),
+                Ok(watcher::Event::InitDone) => {
+                    sink.replace(&cache, std::mem::take(&mut buffer));
+                    cache.mark_synced(kind);
+                }
+                Ok(watcher::Event::Apply(o)) => {
+                    metrics::get()
+                        .informer_events
+                        .with_label_values(&[kind.as_str(), "apply"])
+                        .inc();
+                    sink.apply(&cache, o)
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    metrics::get()
+                        .informer_events
+                        .with_label_values(&[kind.as_str(), "delete"])
+                        .inc();
+                    sink.delete(&cache, o)
+                }
+                Err(e) => {
+                    metrics::get()
+                        .informer_errors
+                        .with_label_values(&[kind.as_str()])
+                        .inc();
+                    tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying with backoff");
+                }
+            }
+        }
+        tracing::debug!(kind = kind.as_str(), "starting a periodic full relist");
+    }
+}
+
+/// Starts the three informers; they run until the handles are aborted.
+pub fn start(client: Client, cache: Arc<Cache>, cfg: &InformerConfig) -> Vec<JoinHandle<()>> {
+    let pods_cfg = watcher::Config::default().labels(&managed_pod_selector());
+    vec![
+        tokio::spawn(run(
+            cache.clone(),
+            api::<Pool>(&client, &cfg.namespace),
+            watcher::Config::default(),
+            Kind::Pool,
+            PoolSink,
+            cfg.relist_interval,
+        )),
+        tokio::spawn(run(
+            cache.clone(),
+            api::<BatchSandbox>(&client, &cfg.namespace),
+            watcher::Config::default(),
+            Kind::BatchSandbox,
+            SandboxSink,
+            cfg.relist_interval,
+        )),
+        tokio::spawn(run(
+            cache,
+            api::<Pod>(&client, &cfg.namespace),
+            pods_cfg,
+            Kind::Pod,
+            PodSink,
+            cfg.relist_interval,
+        )),
+    ]
+}
