@@ -1,5 +1,6 @@
 //! OpenSandbox controller: CRDs, informer cache, actors, SDK API and standalone runtime.
 
+pub mod actors;
 pub mod cache;
 pub mod crd;
 pub mod metrics;

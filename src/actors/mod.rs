@@ -1,0 +1,3 @@
+//! Actors (supervisor, pool and sandbox actors) and the pure policies they call.
+
+pub mod pool_policy;
