@@ -1,4 +1,5 @@
 //! OpenSandbox controller: CRDs, informer cache, actors, SDK API and standalone runtime.
 
+pub mod actors;
 pub mod crd;
 pub mod standalone;
