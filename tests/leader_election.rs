@@ -277,7 +277,10 @@ async fn a_partitioned_leader_stops_while_its_renew_hangs() {
 
     server.faults().pause();
     let took = sample_until(&[&a], LEASE_DURATION, "a to step down", |s| !s[0]).await;
-    assert!(took <= RENEW_DEADLINE, "stepped down after {took:?}");
+    // The last renew may have passed the server just as it paused; allow for sampling
+    // and scheduling, which still leaves a wide margin to the 1 s lease.
+    let bound = RENEW_DEADLINE + Duration::from_millis(100);
+    assert!(took < bound, "stepped down after {took:?}");
     server.faults().resume();
     sample_until(&[&a], LEASE_DURATION, "a to lead again", |s| s[0]).await;
     a.release().await;

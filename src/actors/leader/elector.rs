@@ -58,6 +58,7 @@ enum Outcome {
 
 impl LeaderElector {
     /// Validates `cfg` and starts the election task on the current tokio runtime.
+    /// An invalid config is an error here rather than an elector that can never lead.
     pub fn spawn(
         client: kube::Client,
         cfg: LeaderConfig,
@@ -141,7 +142,8 @@ impl LeaderElector {
     }
 
     /// While leading, renew straight from the lease we last wrote, skipping the GET.
-    /// Only a conflict falls back to the full read-then-write round.
+    /// A conflict or a deleted lease falls back to the full read-then-write round; other
+    /// errors do not, so an outage costs one request per round.
     async fn fast_renew(&self) -> Option<Result<Outcome, AttemptError>> {
         if !self.leading || !self.shared.is_leader() {
             return None;
@@ -154,6 +156,7 @@ impl LeaderElector {
         let claim = record::claimed(Some(&spec), &self.cfg.identity, self.lease_seconds);
         match self.write(last, claim).await {
             Ok(Outcome::Conflict) => None,
+            Err(AttemptError::Kube(kube::Error::Api(s))) if s.code == 404 => None,
             other => Some(other),
         }
     }
