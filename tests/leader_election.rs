@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use opensandbox::actors::leader::{LeaderConfig, LeaderConfigError, LeaderElector, LeaderHandle};
@@ -40,6 +41,30 @@ fn spawn(server: &ApiServer, identity: &str) -> LeaderHandle {
 async fn lease(server: &ApiServer) -> LeaseSpec {
     let api: Api<Lease> = Api::namespaced(server.client(), "default");
     api.get(LEASE).await.unwrap().spec.unwrap()
+}
+
+/// The Lease as stored, to check the wire format.
+async fn raw_lease(server: &ApiServer) -> serde_json::Value {
+    let path = format!("/apis/coordination.k8s.io/v1/namespaces/default/leases/{LEASE}");
+    let req = http::Request::get(path).body(bytes::Bytes::new()).unwrap();
+    let body = http_body_util::BodyExt::collect(server.request(req).await.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// RFC 3339 with exactly six fractional digits, UTC: `2026-11-28T12:00:00.123456Z`.
+fn assert_micro_time(v: &serde_json::Value) {
+    let t = v.as_str().unwrap_or_default();
+    let digits = t.get(20..26).unwrap_or_default();
+    assert!(
+        t.len() == 27
+            && t.as_bytes()[19] == b'.'
+            && t.ends_with('Z')
+            && digits.bytes().all(|b| b.is_ascii_digit()),
+        "not a MicroTime: {v}"
+    );
 }
 
 /// Samples `handles` until `done` holds, asserting at every sample that at most one of
@@ -110,6 +135,9 @@ async fn a_single_candidate_becomes_leader_and_keeps_renewing() {
     assert!(state.since.is_some());
 
     let first = lease(&server).await;
+    let raw = raw_lease(&server).await;
+    assert_micro_time(&raw["spec"]["renewTime"]);
+    assert_micro_time(&raw["spec"]["acquireTime"]);
     assert_eq!(first.holder_identity.as_deref(), Some("a"));
     assert_eq!(first.lease_duration_seconds, Some(1));
     assert_eq!(first.lease_transitions, Some(0));
@@ -224,6 +252,53 @@ async fn a_killed_leader_is_replaced_after_its_lease_expires() {
     assert_eq!(spec.lease_transitions, Some(1));
     assert!(start.elapsed() < limit + slack);
     b.release().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_holder_is_judged_by_our_clock_not_its_renew_time() {
+    init_tracing();
+    let server = ApiServer::new();
+    let api: Api<Lease> = Api::namespaced(server.client(), "default");
+    // renewTime an hour ago, as a node with a skewed clock could write it.
+    let stale = Timestamp::now() - SignedDuration::from_hours(1);
+    let ghost = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(LEASE.into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("ghost".into()),
+            lease_duration_seconds: Some(1),
+            renew_time: Some(MicroTime(stale)),
+            acquire_time: Some(MicroTime(stale)),
+            lease_transitions: Some(5),
+            ..Default::default()
+        }),
+    };
+    api.create(&kube::api::PostParams::default(), &ghost)
+        .await
+        .unwrap();
+
+    let a = spawn(&server, "a");
+    let mut state = a.subscribe();
+    tokio::time::timeout(
+        RETRY * 2,
+        state.wait_for(|s| s.holder.as_deref() == Some("ghost")),
+    )
+    .await
+    .expect("a reports the foreign holder")
+    .unwrap();
+    let limit = LEASE_DURATION + RETRY * 2 + Duration::from_millis(500);
+    let took = sample_until(&[&a], limit, "a to take over", |s| s[0]).await;
+    assert!(
+        took >= LEASE_DURATION - SAMPLE * 2,
+        "took over after {took:?}, before a full lease duration of our own observation"
+    );
+    let spec = lease(&server).await;
+    assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+    assert_eq!(spec.lease_transitions, Some(6));
+    assert_ne!(spec.acquire_time, Some(MicroTime(stale)));
+    a.release().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
