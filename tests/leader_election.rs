@@ -368,9 +368,9 @@ async fn invalid_config_is_rejected_with_a_clear_error() {
 
     let mut c = cfg("a");
     c.renew_deadline = c.lease_duration;
-    let err = LeaderElector::spawn(server.client(), c)
-        .err()
-        .expect("rejected");
+    let Err(err) = LeaderElector::spawn(server.client(), c) else {
+        panic!("an invalid config was accepted");
+    };
     assert!(matches!(
         err,
         LeaderConfigError::RenewDeadlineTooLong { .. }

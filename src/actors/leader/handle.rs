@@ -152,6 +152,15 @@ impl LeaderHandle {
     }
 }
 
+impl std::fmt::Debug for LeaderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderHandle")
+            .field("is_leader", &self.is_leader())
+            .field("state", &*self.shared.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for LeaderHandle {
     fn drop(&mut self) {
         self.halt();
