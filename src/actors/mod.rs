@@ -1,3 +1,5 @@
-//! Actors (supervisor, pool and sandbox actors) and the pure policies they call.
+//! Actors (supervisor, pool and sandbox actors), leader election and the pure policies
+//! the actors call.
 
+pub mod leader;
 pub mod pool_policy;
