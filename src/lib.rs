@@ -3,5 +3,6 @@
 pub mod actors;
 pub mod cache;
 pub mod crd;
+pub mod kubeclient;
 pub mod metrics;
 pub mod standalone;

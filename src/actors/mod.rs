@@ -1,5 +1,13 @@
 //! Actors (supervisor, pool and sandbox actors), leader election and the pure policies
 //! the actors call.
 
+pub mod context;
 pub mod leader;
+pub mod pool_actor;
+pub mod pool_pod;
 pub mod pool_policy;
+pub mod runner;
+pub mod supervisor;
+
+pub use context::{ActorConfig, Controller};
+pub use runner::run_actors;

@@ -1,4 +1,5 @@
 //! Standalone mode: the embedded Kubernetes API server and the local node agent.
 
 pub mod apiserver;
+pub mod kubelet_sim;
 pub mod run;

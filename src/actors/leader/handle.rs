@@ -122,6 +122,12 @@ impl LeaderHandle {
         self.shared.is_leader()
     }
 
+    /// A cheap, clonable check for writers (actors) that must stop the moment the lease
+    /// may no longer be ours.
+    pub fn gate(&self) -> LeaderGate {
+        LeaderGate(Some(self.shared.clone()))
+    }
+
     /// Graceful stop (SIGTERM): stop renewing and hand the lease back if we hold it, so a
     /// follower takes over at once instead of after the lease expires.
     pub async fn release(mut self) {
@@ -149,6 +155,27 @@ impl LeaderHandle {
         }
         self.shared.close();
         self.shared.demote();
+    }
+}
+
+/// Whether this replica may write now. Without leader election it always may.
+#[derive(Clone, Default)]
+pub struct LeaderGate(Option<Arc<Shared>>);
+
+impl LeaderGate {
+    /// A gate that is always open (leader election disabled).
+    pub fn always() -> Self {
+        Self(None)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.0.as_ref().is_none_or(|s| s.is_leader())
+    }
+}
+
+impl std::fmt::Debug for LeaderGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeaderGate({})", self.is_leader())
     }
 }
 

@@ -13,4 +13,4 @@ mod record;
 
 pub use config::{LeaderConfig, LeaderConfigError};
 pub use elector::LeaderElector;
-pub use handle::{LeaderHandle, LeaderState};
+pub use handle::{LeaderGate, LeaderHandle, LeaderState};

@@ -1,0 +1,105 @@
+//! What every actor shares: the client, the cache, the write gate and the event recorder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use super::leader::LeaderGate;
+use crate::cache::Cache;
+
+/// Tunables of the actors.
+#[derive(Clone, Debug)]
+pub struct ActorConfig {
+    /// Creates and deletes a pool issues at once.
+    pub pod_write_concurrency: usize,
+    /// How long a create or delete may stay unobserved in the cache before the actor
+    /// stops counting it (the expectation timeout).
+    pub expectation_timeout: Duration,
+    /// Field manager of every write (`fieldManager`), so writers are attributable.
+    pub field_manager: String,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            pod_write_concurrency: 64,
+            expectation_timeout: Duration::from_secs(60),
+            field_manager: "opensandbox-controller".to_string(),
+        }
+    }
+}
+
+/// Shared by the supervisor and every actor.
+pub struct Controller {
+    pub client: kube::Client,
+    pub cache: Arc<Cache>,
+    pub gate: LeaderGate,
+    pub recorder: Recorder,
+    pub config: ActorConfig,
+}
+
+impl Controller {
+    pub fn new(
+        client: kube::Client,
+        cache: Arc<Cache>,
+        gate: LeaderGate,
+        identity: &str,
+        config: ActorConfig,
+    ) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "opensandbox-controller".into(),
+            instance: Some(identity.to_string()),
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cache,
+            gate,
+            config,
+        })
+    }
+
+    pub fn post_params(&self) -> kube::api::PostParams {
+        kube::api::PostParams {
+            dry_run: false,
+            field_manager: Some(self.config.field_manager.clone()),
+        }
+    }
+
+    pub fn patch_params(&self) -> kube::api::PatchParams {
+        kube::api::PatchParams {
+            field_manager: Some(self.config.field_manager.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Publishes a Kubernetes Event if this replica may write; failures are only logged.
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        if !self.gate.is_leader() {
+            return;
+        }
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::debug!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! PoolActor: owns one Pool's pods and its buffer-size policy. Each turn reads the cache,
+//! asks [`pool_policy::plan`] what to do, issues the creates and deletes, and writes the
+//! status once, only when it changed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::Controller;
+use super::pool_pod::{check_template, pool_pod};
+use super::pool_policy::{self, DeleteReason, PodPhase, PodView, PoolInputs};
+use crate::cache::{ObjKey, PodInfo};
+use crate::crd::conditions::{Condition, set_condition};
+use crate::crd::ledger::Ledger;
+use crate::crd::{Pool, PoolStatus};
+use crate::metrics;
+
+/// Something changed for this pool: run a turn (coalesced while one runs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Stop after the current turn.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+pub struct PoolActor {
+    key: ObjKey,
+    ctx: Arc<Controller>,
+    /// Pods created and not yet seen in the cache.
+    created: HashMap<String, Instant>,
+    /// Pods deleted and still in the cache (not yet terminating there).
+    deleted: HashMap<String, Instant>,
+    running: bool,
+    again: bool,
+    last_status: Option<PoolStatus>,
+    last_invalid: Option<String>,
+}
+
+impl PoolActor {
+    pub fn new(key: ObjKey, ctx: Arc<Controller>) -> Self {
+        Self {
+            key,
+            ctx,
+            created: HashMap::new(),
+            deleted: HashMap::new(),
+            running: false,
+            again: false,
+            last_status: None,
+            last_invalid: None,
+        }
+    }
+}
+
+impl Actor for PoolActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+    }
+}
+
+/// Everything one turn writes, computed from the cache before any I/O.
+struct TurnWork {
+    pool: Arc<Pool>,
+    reference: ObjectReference,
+    create: Vec<Pod>,
+    delete: Vec<(String, String, DeleteReason)>,
+    status: Option<PoolStatus>,
+    invalid_event: Option<String>,
+}
+
+/// What the turn achieved.
+struct TurnOutcome {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    written_status: Option<PoolStatus>,
+}
+
+fn pod_view(p: &PodInfo) -> PodView {
+    PodView {
+        name: p.name.clone(),
+        uid: p.uid.clone(),
+        revision: p.revision.clone(),
+        ready: p.ready,
+        phase: PodPhase::parse(&p.phase),
+        terminating: p.deleting,
+        scheduled: p.node_name.is_some(),
+        evict_label: p.evict,
+        restarts: p.restarts(),
+        ready_since: p.ready_since,
+        created: p.created,
+    }
+}
+
+impl PoolActor {
+    /// Forgets expectations the cache has caught up with (or that timed out).
+    fn settle_expectations(&mut self, pods: &[Arc<PodInfo>]) {
+        let timeout = self.ctx.config.expectation_timeout;
+        let seen: HashMap<&str, &PodInfo> = pods.iter().map(|p| (p.name.as_str(), &**p)).collect();
+        self.created
+            .retain(|name, at| !seen.contains_key(name.as_str()) && at.elapsed() < timeout);
+        self.deleted.retain(|name, at| {
+            seen.get(name.as_str()).is_some_and(|p| !p.deleting) && at.elapsed() < timeout
+        });
+    }
+
+    /// Pods held by sandboxes of this pool, and how many more they want.
+    fn allocation(&self) -> (HashSet<String>, u32) {
+        let mut held = HashSet::new();
+        let mut demand = 0u32;
+        for bs in self.ctx.cache.sandboxes_of_pool(&self.key) {
+            let Ok(ledger) = Ledger::from_annotations(bs.metadata.annotations.as_ref()) else {
+                continue;
+            };
+            let pods = ledger.held();
+            if bs.metadata.deletion_timestamp.is_none() {
+                demand += (bs.spec.replicas.max(0) as u32).saturating_sub(pods.len() as u32);
+            }
+            held.extend(pods);
+        }
+        (held, demand)
+    }
+
+    fn prepare(&mut self) -> Option<TurnWork> {
+        let pool = self.ctx.cache.pool(&self.key)?;
+        let pods = self.ctx.cache.pods_of_pool(&self.key);
+        self.settle_expectations(&pods);
+        let (allocated, demand) = self.allocation();
+        let views: Vec<PodView> = pods.iter().map(|p| pod_view(p)).collect();
+        let deleting: HashSet<String> = self.deleted.keys().cloned().collect();
+        let template = pool
+            .spec
+            .template
+            .clone()
+            .unwrap_or(serde_json::Value::Null);
+        let revision = pool_policy::revision_hash(&template);
+        let spec = &pool.spec;
+        let plan = pool_policy::plan(&PoolInputs {
+            capacity: &spec.capacity_spec,
+            scale_max_unavailable: spec
+                .scale_strategy
+                .as_ref()
+                .and_then(|s| s.max_unavailable.as_ref()),
+            update_max_unavailable: spec
+                .update_strategy
+                .as_ref()
+                .and_then(|s| s.max_unavailable.as_ref()),
+            revision: &revision,
+            pods: &views,
+            allocated: &allocated,
+            deleting: &deleting,
+            demand,
+            pending_creates: self.created.len() as u32,
+        });
+        let template_problem = check_template(spec.template.as_ref())
+            .err()
+            .map(|e| e.to_string());
+        let invalid = match (&plan.invalid, &template_problem) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        let create: Vec<Pod> = if template_problem.is_none() {
+            (0..plan.create)
+                .filter_map(|_| pool_pod(&pool, &revision).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let uids: HashMap<&str, &str> = pods
+            .iter()
+            .map(|p| (p.name.as_str(), p.uid.as_str()))
+            .collect();
+        let delete = plan
+            .delete
+            .iter()
+            .map(|d| {
+                (
+                    d.pod.clone(),
+                    uids.get(d.pod.as_str()).unwrap_or(&"").to_string(),
+                    d.reason,
+                )
+            })
+            .collect();
+        let status = self.next_status(&pool, &revision, &plan.status, invalid.as_deref());
+        let invalid_event = if invalid != self.last_invalid {
+            self.last_invalid = invalid.clone();
+            invalid
+        } else {
+            None
+        };
+        Some(TurnWork {
+            reference: pool.object_ref(&()),
+            pool,
+            create,
+            delete,
+            status,
+            invalid_event,
+        })
+    }
+
+    /// The status to write, or None when it equals what is stored or was last written.
+    fn next_status(
+        &self,
+        pool: &Pool,
+        revision: &str,
+        counts: &pool_policy::PoolStatusCounts,
+        invalid: Option<&str>,
+    ) -> Option<PoolStatus> {
+        let current = pool.status.clone().unwrap_or_default();
+        let mut conditions = current.conditions.clone();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let ready = match invalid {
+            Some(msg) => Condition::new("Ready", false, "InvalidSpec", msg, &now),
+            None => Condition::new(
+                "Ready",
+                true,
+                "PoolReconciled",
+                "pool pods are managed",
+                &now,
+            ),
+        };
+        set_condition(&mut conditions, ready);
+        let next = PoolStatus {
+            observed_generation: pool.metadata.generation,
+            revision: revision.to_string(),
+            total: counts.total as i32,
+            allocated: counts.allocated as i32,
+            available: counts.available as i32,
+            updated: Some(counts.updated as i32),
+            conditions,
+        };
+        let m = metrics::get();
+        for (state, v) in [
+            ("total", counts.total),
+            ("allocated", counts.allocated),
+            ("available", counts.available),
+        ] {
+            m.pool_pods
+                .with_label_values(&[&self.key.0, &self.key.1, state])
+                .set(v as i64);
+        }
+        if pool.status.as_ref() == Some(&next) || self.last_status.as_ref() == Some(&next) {
+            None
+        } else {
+            Some(next)
+        }
+    }
+
+    fn start_turn(&mut self, ctx: &mut Context<Self>) {
+        let Some(work) = self.prepare() else {
+            return;
+        };
+        self.running = true;
+        let actor_ctx = self.ctx.clone();
+        let started = Instant::now();
+        let fut = execute(actor_ctx, work);
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
+            let now = Instant::now();
+            for name in outcome.created {
+                act.created.insert(name, now);
+            }
+            for name in outcome.deleted {
+                act.deleted.insert(name, now);
+            }
+            if outcome.written_status.is_some() {
+                act.last_status = outcome.written_status;
+            }
+            metrics::get()
+                .actor_turn_seconds
+                .with_label_values(&["pool"])
+                .observe(started.elapsed().as_secs_f64());
+            act.running = false;
+            if std::mem::take(&mut act.again) {
+                act.start_turn(ctx);
+            }
+        }));
+    }
+}
+
+async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
+    let mut out = TurnOutcome {
+        created: Vec::new(),
+        deleted: Vec::new(),
+        written_status: None,
+    };
+    let ns = work.pool.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let concurrency = ctx.config.pod_write_concurrency.max(1);
+    if !work.create.is_empty() && ctx.gate.is_leader() {
+        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(work.create)
+            .map(|pod| {
+                let pods = pods.clone();
+                let gate = ctx.gate.clone();
+                let pp = ctx.post_params();
+                async move {
+                    if !gate.is_leader() {
+                        return Err(kube::Error::Service("not the leader".into()));
+                    }
+                    pods.create(&pp, &pod).await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(p) => out.created.push(p.name_any()),
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        if !out.created.is_empty() {
+            ctx.event(
+                &work.reference,
+                false,
+                "SuccessfulCreate",
+                "Scale",
+                format!("Created {} pool pods", out.created.len()),
+            )
+            .await;
+        }
+        if let Some(e) = failed {
+            ctx.event(
+                &work.reference,
+                true,
+                "FailedCreate",
+                "Scale",
+                format!("Failed to create pool pod: {e}"),
+            )
+            .await;
+        }
+    }
+    if !work.delete.is_empty() && ctx.gate.is_leader() {
+        let results: Vec<(String, DeleteReason, Result<(), kube::Error>)> =
+            futures::stream::iter(work.delete)
+                .map(|(name, uid, reason)| {
+                    let pods = pods.clone();
+                    let gate = ctx.gate.clone();
+                    async move {
+                        if !gate.is_leader() {
+                            return (
+                                name,
+                                reason,
+                                Err(kube::Error::Service("not the leader".into())),
+                            );
+                        }
+                        // The uid precondition keeps a replaced pod of the same name safe.
+                        let dp = DeleteParams {
+                            preconditions: (!uid.is_empty()).then(|| Preconditions {
+                                uid: Some(uid),
+                                resource_version: None,
+                            }),
+                            ..DeleteParams::background()
+                        };
+                        let r = match pods.delete(&name, &dp).await {
+                            Ok(_) => Ok(()),
+                            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        (name, reason, r)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        let mut scaled_in = 0;
+        for (name, reason, r) in results {
+            match r {
+                Ok(()) => {
+                    if reason == DeleteReason::Evicted {
+                        ctx.event(
+                            &work.reference,
+                            false,
+                            "PodEvicted",
+                            "Evict",
+                            format!("Evicted idle pod: {name}"),
+                        )
+                        .await;
+                    } else {
+                        scaled_in += 1;
+                    }
+                    out.deleted.push(name);
+                }
+                Err(e) => tracing::warn!(pod = %name, error = %e, "deleting a pool pod failed"),
+            }
+        }
+        if scaled_in > 0 {
+            ctx.event(
+                &work.reference,
+                false,
+                "SuccessfulDelete",
+                "Scale",
+                format!("Deleted {scaled_in} pool pods"),
+            )
+            .await;
+        }
+    }
+    if let Some(msg) = &work.invalid_event {
+        ctx.event(
+            &work.reference,
+            true,
+            "InvalidSpec",
+            "Validate",
+            msg.clone(),
+        )
+        .await;
+    }
+    if let Some(status) = work.status {
+        if ctx.gate.is_leader() {
+            let pools: Api<Pool> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch = json!({ "status": status });
+            match pools
+                .patch_status(
+                    &work.pool.name_any(),
+                    &ctx.patch_params(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => out.written_status = Some(status),
+                Err(e) => {
+                    tracing::warn!(pool = %work.pool.name_any(), error = %e, "writing pool status failed")
+                }
+            }
+        }
+    }
+    let result = if out.created.is_empty() && out.deleted.is_empty() {
+        "steady"
+    } else {
+        "changed"
+    };
+    metrics::get()
+        .actor_turns
+        .with_label_values(&["pool", result])
+        .inc();
+    out
+}
+
+impl Handler<Wake> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        if self.running {
+            self.again = true;
+        } else {
+            self.start_turn(ctx);
+        }
+    }
+}
+
+impl Handler<Stop> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,130 @@
+//! Shared harness for actor tests: the embedded API server, the simulated kubelet and a
+//! controller (cache, informers, actors) talking to it in-process.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opensandbox::actors::leader::{LeaderConfig, LeaderElector, LeaderGate, LeaderHandle};
+use opensandbox::actors::{ActorConfig, Controller, run_actors};
+use opensandbox::cache::{Cache, InformerConfig};
+use opensandbox::standalone::apiserver::ApiServer;
+use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub async fn api_server() -> ApiServer {
+    let s = ApiServer::new();
+    let crds: Vec<Value> = opensandbox::crd::all_crds()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    s.install_crds(&crds).await.unwrap();
+    s
+}
+
+pub fn kubelet(s: &ApiServer) -> SimKubelet {
+    SimKubelet::start(s.client(), KubeletOptions::default())
+}
+
+/// One manager: cache, informers and actors (optionally leader-elected).
+pub struct Manager {
+    pub cache: Arc<Cache>,
+    pub identity: String,
+    shutdown: watch::Sender<bool>,
+    informers: Vec<JoinHandle<()>>,
+    pub leader: Option<LeaderHandle>,
+}
+
+impl Manager {
+    pub async fn start(s: &ApiServer, identity: &str, leader: Option<LeaderConfig>) -> Self {
+        let client = s.client();
+        let cache = Cache::new();
+        let informers = opensandbox::cache::informer::start(
+            client.clone(),
+            cache.clone(),
+            &InformerConfig::default(),
+        );
+        let handle = leader.map(|cfg| LeaderElector::spawn(client.clone(), cfg).unwrap());
+        let gate = handle
+            .as_ref()
+            .map(|h| h.gate())
+            .unwrap_or_else(LeaderGate::always);
+        let config = ActorConfig {
+            field_manager: format!("manager-{identity}"),
+            ..ActorConfig::default()
+        };
+        let ctx = Controller::new(client, cache.clone(), gate, identity, config);
+        let (tx, rx) = watch::channel(false);
+        actix::spawn(run_actors(ctx, handle.as_ref().map(|h| h.subscribe()), rx));
+        Self {
+            cache,
+            identity: identity.to_string(),
+            shutdown: tx,
+            informers,
+            leader: handle,
+        }
+    }
+
+    /// Stops like a crash: informers and actors end, the lease is not released.
+    pub fn kill(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.informers {
+            t.abort();
+        }
+        if let Some(l) = self.leader.take() {
+            l.abort();
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.is_leader())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.informers {
+            t.abort();
+        }
+    }
+}
+
+pub fn pool_json(
+    name: &str,
+    buffer_min: i32,
+    buffer_max: i32,
+    pool_min: i32,
+    pool_max: i32,
+) -> Value {
+    json!({
+        "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "template": {"metadata": {"labels": {"app": "sandbox"}},
+                         "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}},
+            "capacitySpec": {"bufferMin": buffer_min, "bufferMax": buffer_max, "poolMin": pool_min, "poolMax": pool_max},
+            "scaleStrategy": {"maxUnavailable": "100%"}
+        }
+    })
+}
+
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
