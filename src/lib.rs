@@ -3,6 +3,8 @@
 pub mod actors;
 pub mod cache;
 pub mod crd;
+pub mod http;
 pub mod kubeclient;
+pub mod manager;
 pub mod metrics;
 pub mod standalone;

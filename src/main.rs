@@ -1,5 +1,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use opensandbox::kubeclient::ClientLimits;
+use opensandbox::manager::{LeaderOptions, Manager, ManagerOptions};
 use opensandbox::standalone::run::{StandaloneOptions, default_state_dir};
 
 #[derive(Parser)]
@@ -21,6 +25,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Run the controller manager against a Kubernetes cluster (kubeconfig or in-cluster).
+    Manager(Box<ManagerArgs>),
     /// Run the platform on this machine with an embedded Kubernetes API server.
     Standalone {
         /// State directory (kubeconfig, persisted objects).
@@ -36,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen { out_dir } => crdgen(out_dir),
+        Command::Manager(args) => manager(*args),
         Command::Standalone {
             state_dir,
             kube_listen,
@@ -46,10 +53,123 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+/// Flags of `opensandbox manager` (each also read from the environment variable shown).
+#[derive(clap::Args, Debug)]
+struct ManagerArgs {
+    /// Namespace to watch; empty watches all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Elect a leader on a coordination.k8s.io/v1 Lease; only the leader writes.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    #[arg(long, default_value = "opensandbox-controller-leader")]
+    leader_election_id: String,
+    /// Namespace of the Lease (defaults to the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    renew_deadline: Duration,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_period: Duration,
+    /// Leader identity (defaults to the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Client-side request rate limit; 0 disables it.
+    #[arg(long, default_value_t = 0.0)]
+    kube_client_qps: f64,
+    #[arg(long, default_value_t = 0)]
+    kube_client_burst: u32,
+    /// Prometheus metrics address (`0` disables).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    metrics_bind_address: String,
+    /// Health probe address (`/healthz`, `/readyz`).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    health_probe_bind_address: String,
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+}
+
+fn parse_addr(flag: &str, value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if value == "0" || value.is_empty() {
+        return Ok(None);
+    }
+    let v = value
+        .strip_prefix(':')
+        .map(|p| format!("0.0.0.0:{p}"))
+        .unwrap_or_else(|| value.to_string());
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag}: {value:?} is not an address (host:port, :port or 0)"))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "opensandbox-manager".to_string())
+}
+
+fn manager(args: ManagerArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_level, args.log_format == "json");
+    let identity = args.identity.clone().unwrap_or_else(host_name);
+    let opts = ManagerOptions {
+        namespace: Some(args.namespace.clone()).filter(|n| !n.is_empty()),
+        leader: args.leader_elect.then(|| LeaderOptions {
+            lease_name: args.leader_election_id.clone(),
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+            identity: identity.clone(),
+            lease_duration: args.lease_duration,
+            renew_deadline: args.renew_deadline,
+            retry_period: args.retry_period,
+        }),
+        identity,
+        health_addr: parse_addr("health-probe-bind-address", &args.health_probe_bind_address)?,
+        metrics_addr: parse_addr("metrics-bind-address", &args.metrics_bind_address)?,
+        ..ManagerOptions::default()
+    };
+    let limits = ClientLimits {
+        qps: args.kube_client_qps,
+        burst: args.kube_client_burst,
+    };
+    actor_system().block_on(async move {
+        let client = opensandbox::kubeclient::connect(limits)
+            .await
+            .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+        let running = Manager::start(client, &opts).await?;
+        tracing::info!("manager started");
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining actors and releasing the lease");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
 }
 
 /// The actix System on a multi-thread tokio runtime: actors on the System arbiter,
@@ -64,17 +184,24 @@ fn actor_system() -> actix::SystemRunner {
 }
 
 fn standalone(opts: StandaloneOptions) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing("info", false);
     actor_system().block_on(async move {
         let running = opensandbox::standalone::run::start(&opts).await?;
+        let manager = Manager::start(
+            running.api.client(),
+            &ManagerOptions {
+                identity: "standalone".to_string(),
+                ..ManagerOptions::default()
+            },
+        )
+        .await?;
         print!(
             "{}",
             opensandbox::standalone::run::banner(&running, &opts.state_dir)
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
+        shutdown_signal().await;
         eprintln!("shutting down");
+        manager.shutdown().await;
         Ok(())
     })
 }

@@ -1,0 +1,4 @@
+//! actix-web servers of the manager: health probes and Prometheus metrics (and, with the SDK
+//! lifecycle API, the routes the OpenSandbox SDKs call).
+
+pub mod probes;

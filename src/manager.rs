@@ -1,0 +1,157 @@
+//! The manager: watch cache, leader election, actors and the HTTP servers, in one process.
+//! `opensandbox manager` runs it against a cluster; standalone mode runs it in-process
+//! against the embedded API server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::actors::leader::{
+    LeaderConfig, LeaderConfigError, LeaderElector, LeaderGate, LeaderHandle,
+};
+use crate::actors::{ActorConfig, Controller, run_actors};
+use crate::cache::{Cache, InformerConfig};
+use crate::http::probes;
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    pub lease_name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+/// Everything the manager needs besides its client.
+#[derive(Clone, Debug, Default)]
+pub struct ManagerOptions {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    /// Leader election; `None` runs the actors unconditionally (single replica).
+    pub leader: Option<LeaderOptions>,
+    pub identity: String,
+    pub health_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub actors: ActorConfig,
+    pub relist_interval: Option<Duration>,
+}
+
+/// Problems starting the manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("invalid leader election settings: {0}")]
+    Leader(#[from] LeaderConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running manager.
+pub struct Manager {
+    pub cache: Arc<Cache>,
+    shutdown: watch::Sender<bool>,
+    informers: Vec<JoinHandle<()>>,
+    leader: Option<LeaderHandle>,
+    servers: Vec<actix_web::dev::ServerHandle>,
+}
+
+impl Manager {
+    /// Starts the manager. Must run on the actix System arbiter (it starts actors).
+    pub async fn start(client: kube::Client, opts: &ManagerOptions) -> Result<Self, ManagerError> {
+        let cache = Cache::new();
+        let mut servers = Vec::new();
+        if let Some(addr) = opts.health_addr {
+            let srv = probes::probe_server(addr, cache.clone())
+                .map_err(|source| ManagerError::Listen { addr, source })?;
+            servers.push(srv.handle());
+            actix_rt::spawn(srv);
+        }
+        if let Some(addr) = opts.metrics_addr {
+            let srv = probes::metrics_server(addr, cache.clone())
+                .map_err(|source| ManagerError::Listen { addr, source })?;
+            servers.push(srv.handle());
+            actix_rt::spawn(srv);
+        }
+        let mut informer_cfg = InformerConfig {
+            namespace: opts.namespace.clone(),
+            ..InformerConfig::default()
+        };
+        if let Some(r) = opts.relist_interval {
+            informer_cfg.relist_interval = r;
+        }
+        let informers = crate::cache::informer::start(client.clone(), cache.clone(), &informer_cfg);
+        let leader = match &opts.leader {
+            Some(l) => Some(LeaderElector::spawn(
+                client.clone(),
+                LeaderConfig {
+                    lease_name: l.lease_name.clone(),
+                    namespace: l.namespace.clone(),
+                    identity: l.identity.clone(),
+                    lease_duration: l.lease_duration,
+                    renew_deadline: l.renew_deadline,
+                    retry_period: l.retry_period,
+                },
+            )?),
+            None => None,
+        };
+        let gate = leader
+            .as_ref()
+            .map(|h| h.gate())
+            .unwrap_or_else(LeaderGate::always);
+        if let Some(h) = &leader {
+            let mut rx = h.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    crate::metrics::get()
+                        .leader
+                        .set(i64::from(rx.borrow().is_leader));
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+        } else {
+            crate::metrics::get().leader.set(1);
+        }
+        let ctx = Controller::new(
+            client,
+            cache.clone(),
+            gate,
+            &opts.identity,
+            opts.actors.clone(),
+        );
+        let (tx, rx) = watch::channel(false);
+        actix_rt::spawn(run_actors(ctx, leader.as_ref().map(|h| h.subscribe()), rx));
+        Ok(Self {
+            cache,
+            shutdown: tx,
+            informers,
+            leader,
+            servers,
+        })
+    }
+
+    /// Graceful stop: actors drain, then the lease is handed back so a follower takes over
+    /// at once.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        // Give in-flight turns a moment to finish their writes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(l) = self.leader.take() {
+            l.release().await;
+        }
+        for t in &self.informers {
+            t.abort();
+        }
+        for s in self.servers.drain(..) {
+            s.stop(true).await;
+        }
+    }
+}
