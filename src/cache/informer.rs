@@ -50,58 +50,71 @@ where
     }
 }
 
-/// Applies a kind's watch events to the cache.
+/// Applies a kind's watch events to the cache. Objects are trimmed as they arrive, so a
+/// relist never buffers full objects.
 trait Sink<K>: Send + Sync + 'static {
-    fn apply(&self, cache: &Cache, obj: K);
+    type Trimmed: Send;
+    fn trim(&self, obj: K) -> Self::Trimmed;
+    fn apply(&self, cache: &Cache, obj: Self::Trimmed);
     fn delete(&self, cache: &Cache, obj: K);
-    fn replace(&self, cache: &Cache, objs: Vec<K>);
+    fn replace(&self, cache: &Cache, objs: Vec<Self::Trimmed>);
+}
+
+fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 struct PoolSink;
 impl Sink<Pool> for PoolSink {
+    type Trimmed = Pool;
+    fn trim(&self, o: Pool) -> Pool {
+        trim_pool(o)
+    }
     fn apply(&self, c: &Cache, o: Pool) {
-        c.apply_pool(trim_pool(o))
+        c.apply_pool(o)
     }
     fn delete(&self, c: &Cache, o: Pool) {
-        c.delete_pool(&(
-            o.metadata.namespace.unwrap_or_default(),
-            o.metadata.name.unwrap_or_default(),
-        ))
+        c.delete_pool(&key(&o.metadata))
     }
     fn replace(&self, c: &Cache, o: Vec<Pool>) {
-        c.replace_pools(o.into_iter().map(trim_pool).collect())
+        c.replace_pools(o)
     }
 }
 
 struct SandboxSink;
 impl Sink<BatchSandbox> for SandboxSink {
+    type Trimmed = BatchSandbox;
+    fn trim(&self, o: BatchSandbox) -> BatchSandbox {
+        trim_sandbox(o)
+    }
     fn apply(&self, c: &Cache, o: BatchSandbox) {
-        c.apply_sandbox(trim_sandbox(o))
+        c.apply_sandbox(o)
     }
     fn delete(&self, c: &Cache, o: BatchSandbox) {
-        c.delete_sandbox(&(
-            o.metadata.namespace.unwrap_or_default(),
-            o.metadata.name.unwrap_or_default(),
-        ))
+        c.delete_sandbox(&key(&o.metadata))
     }
     fn replace(&self, c: &Cache, o: Vec<BatchSandbox>) {
-        c.replace_sandboxes(o.into_iter().map(trim_sandbox).collect())
+        c.replace_sandboxes(o)
     }
 }
 
 struct PodSink;
 impl Sink<Pod> for PodSink {
-    fn apply(&self, c: &Cache, o: Pod) {
-        c.apply_pod(PodInfo::from_pod(&o))
+    type Trimmed = PodInfo;
+    fn trim(&self, o: Pod) -> PodInfo {
+        PodInfo::from_pod(&o)
+    }
+    fn apply(&self, c: &Cache, o: PodInfo) {
+        c.apply_pod(o)
     }
     fn delete(&self, c: &Cache, o: Pod) {
-        c.delete_pod(&(
-            o.metadata.namespace.unwrap_or_default(),
-            o.metadata.name.unwrap_or_default(),
-        ))
+        c.delete_pod(&key(&o.metadata))
     }
-    fn replace(&self, c: &Cache, o: Vec<Pod>) {
-        c.replace_pods(o.iter().map(PodInfo::from_pod).collect())
+    fn replace(&self, c: &Cache, o: Vec<PodInfo>) {
+        c.replace_pods(o)
     }
 }
 
@@ -120,7 +133,7 @@ async fn run<K, S>(
     loop {
         let stream = watcher(api.clone(), wc.clone()).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut buffer: Vec<K> = Vec::new();
+        let mut buffer: Vec<S::Trimmed> = Vec::new();
         let deadline = tokio::time::sleep(relist);
         let mut deadline = std::pin::pin!(deadline);
         loop {
@@ -137,7 +150,7 @@ async fn run<K, S>(
                         .inc();
                     buffer.clear();
                 }
-                Ok(watcher::Event::InitApply(o)) => buffer.push(o),
+                Ok(watcher::Event::InitApply(o)) => buffer.push(sink.trim(o)),
                 Ok(watcher::Event::InitDone) => {
                     sink.replace(&cache, std::mem::take(&mut buffer));
                     cache.mark_synced(kind);
@@ -147,7 +160,7 @@ async fn run<K, S>(
                         .informer_events
                         .with_label_values(&[kind.as_str(), "apply"])
                         .inc();
-                    sink.apply(&cache, o)
+                    sink.apply(&cache, sink.trim(o))
                 }
                 Ok(watcher::Event::Delete(o)) => {
                     metrics::get()
