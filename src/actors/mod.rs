@@ -1,6 +1,7 @@
 //! Actors (supervisor, pool and sandbox actors), leader election and the pure policies
 //! the actors call.
 
+pub mod allocation;
 pub mod context;
 pub mod leader;
 pub mod pool_actor;
