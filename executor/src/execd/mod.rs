@@ -1,0 +1,40 @@
+//! The execd-compatible API (port 44772).
+
+pub mod commands;
+pub mod dirs;
+pub mod fileinfo;
+pub mod files;
+pub mod metrics;
+pub mod proxy;
+pub mod pty;
+pub mod query;
+pub mod routes;
+pub mod session;
+pub mod state;
+pub mod transfer;
+
+use actix_web::{App, HttpServer, middleware, web};
+
+/// Builds the execd HTTP server on an already bound listener.
+pub fn server(
+    state: state::Shared,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+            .wrap(middleware::from_fn(routes::auth))
+            .configure(routes::configure)
+    })
+    .workers(
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2),
+    )
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
