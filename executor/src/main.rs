@@ -91,7 +91,7 @@ fn init_logging(level: u8) {
     let filter = match level {
         0..=3 => "error",
         4 => "warn",
-        5 | 6 => "info",
+        5 | 6 => "info,actix_server=warn",
         _ => "debug",
     };
     let builder = tracing_subscriber::fmt().with_env_filter(
