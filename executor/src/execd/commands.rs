@@ -234,6 +234,17 @@ impl Sink {
     pub async fn event(&mut self, ev: Event) {
         self.send(frame(&ev)).await;
     }
+    /// Sends many events as one chunk (one channel message and one socket write).
+    pub async fn batch(&mut self, kind: fn(String) -> Event, lines: &mut Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut buf = Vec::new();
+        for l in lines.drain(..) {
+            buf.extend_from_slice(&frame(&kind(l)));
+        }
+        self.send(Bytes::from(buf)).await;
+    }
     pub fn gone(&self) -> bool {
         self.tx.as_ref().is_none_or(|t| t.is_closed())
     }
@@ -302,12 +313,12 @@ async fn pump_foreground(
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let (mut out_split, mut err_split) = (LineSplitter::new(false), LineSplitter::new(false));
-    let (mut obuf, mut ebuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut obuf, mut ebuf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut exit: Option<std::io::Result<std::process::ExitStatus>> = None;
     let mut drain_until = None;
-    let mut lines = Vec::new();
+    let (mut lines, mut elines) = (Vec::new(), Vec::new());
     loop {
         if out.is_none() && err.is_none() && exit.is_some() {
             break;
@@ -318,17 +329,8 @@ async fn pump_foreground(
                 _ => { out = None; out_split.finish(&mut lines); }
             },
             n = read_opt(&mut err, &mut ebuf) => match n {
-                Some(n) if n > 0 => {
-                    let mut el = Vec::new();
-                    err_split.push(&ebuf[..n], &mut el);
-                    for l in el { sink.event(Event::stderr(l)).await; }
-                }
-                _ => {
-                    err = None;
-                    let mut el = Vec::new();
-                    err_split.finish(&mut el);
-                    for l in el { sink.event(Event::stderr(l)).await; }
-                }
+                Some(n) if n > 0 => err_split.push(&ebuf[..n], &mut elines),
+                _ => { err = None; err_split.finish(&mut elines); }
             },
             _ = ping.tick() => {
                 if !sink.gone() { sink.event(Event::ping()).await; }
@@ -342,16 +344,14 @@ async fn pump_foreground(
             }
             _ = sleep_opt(drain_until) => {
                 out_split.finish(&mut lines);
-                let mut el = Vec::new();
-                err_split.finish(&mut el);
-                for l in lines.drain(..) { sink.event(Event::stdout(l)).await; }
-                for l in el { sink.event(Event::stderr(l)).await; }
+                err_split.finish(&mut elines);
+                sink.batch(Event::stdout, &mut lines).await;
+                sink.batch(Event::stderr, &mut elines).await;
                 break;
             }
         }
-        for l in lines.drain(..) {
-            sink.event(Event::stdout(l)).await;
-        }
+        sink.batch(Event::stdout, &mut lines).await;
+        sink.batch(Event::stderr, &mut elines).await;
     }
     let elapsed = started.elapsed().as_millis() as u64;
     match exit {

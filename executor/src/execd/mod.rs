@@ -15,6 +15,13 @@ pub mod transfer;
 
 use actix_web::{App, HttpServer, middleware, web};
 
+/// Stream events are small writes; without TCP_NODELAY Nagle's algorithm holds them back.
+pub fn no_delay(conn: &dyn std::any::Any, _ext: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+    }
+}
+
 /// Builds the execd HTTP server on an already bound listener.
 pub fn server(
     state: state::Shared,
@@ -28,6 +35,7 @@ pub fn server(
             .wrap(middleware::from_fn(routes::auth))
             .configure(routes::configure)
     })
+    .on_connect(no_delay)
     .workers(
         std::thread::available_parallelism()
             .map_or(2, |n| n.get())

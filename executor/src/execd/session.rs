@@ -176,7 +176,7 @@ async fn pump(
     let mut sink = Sink::new(tx);
     sink.event(Event::init(&session.id)).await;
     let mut split = LineSplitter::new(true);
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -210,9 +210,7 @@ async fn pump(
                 break;
             }
         }
-        for l in lines.drain(..) {
-            sink.event(Event::stdout(l)).await;
-        }
+        sink.batch(Event::stdout, &mut lines).await;
     }
     drop(closed_tx);
     lock(&session.data).running_pgid = None;
