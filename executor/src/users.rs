@@ -100,7 +100,7 @@ pub fn identity_of(uid: u32) -> Option<(u32, Vec<u32>)> {
     let user = passwd().into_iter().find(|e| e.uid == uid)?;
     let mut supp: Vec<u32> = groups()
         .into_iter()
-        .filter(|g| g.members.iter().any(|m| *m == user.name))
+        .filter(|g| g.members.contains(&user.name))
         .map(|g| g.gid)
         .collect();
     if !supp.contains(&user.gid) {

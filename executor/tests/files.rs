@@ -5,8 +5,11 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// Builds a multipart body; parts are (name, filename, content-type, bytes).
-fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+/// One multipart part: (name, filename, content-type, bytes).
+type Part<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
+
+/// Builds a multipart body.
+fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
     let boundary = "opensandbox_0123456789abcdef_1700000000";
     let mut body = Vec::new();
     for (name, filename, ct, data) in parts {
@@ -131,7 +134,7 @@ async fn bad_multipart_uploads() {
     let ex = Executor::start();
     let p = ex.path("x.txt");
     let m = meta(&p, 644);
-    let cases: Vec<(Vec<(&str, &str, &str, &[u8])>, &str)> = vec![
+    let cases: Vec<(Vec<Part>, &str)> = vec![
         (
             vec![("file", "f", "text/plain", b"x")],
             "INVALID_FILE_METADATA",

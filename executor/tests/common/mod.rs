@@ -22,22 +22,12 @@ pub struct Executor {
     pub dir: tempfile::TempDir,
 }
 
+#[derive(Default)]
 pub struct Opts<'a> {
     pub args: Vec<&'a str>,
     pub envs: Vec<(&'a str, String)>,
     pub task_dir: Option<std::path::PathBuf>,
     pub entrypoint: Vec<&'a str>,
-}
-
-impl Default for Opts<'_> {
-    fn default() -> Self {
-        Opts {
-            args: vec![],
-            envs: vec![],
-            task_dir: None,
-            entrypoint: vec![],
-        }
-    }
 }
 
 impl Executor {
