@@ -383,3 +383,20 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+#[actix_rt::test]
+async fn uid_and_gid_switch_identity() {
+    if !nix::unistd::getuid().is_root() {
+        return;
+    }
+    let ex = Executor::start();
+    let ev = run(&ex, json!({"command": "id -u; id -g", "uid": 65534})).await;
+    let out = texts(&ev, "stdout");
+    assert_eq!(out[0], "65534");
+    let ev = run(
+        &ex,
+        json!({"command": "id -u; id -g", "uid": 65534, "gid": 12345}),
+    )
+    .await;
+    assert_eq!(texts(&ev, "stdout"), vec!["65534", "12345"]);
+}

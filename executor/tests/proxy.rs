@@ -263,10 +263,22 @@ async fn access_token_guards_every_route() {
 #[actix_rt::test]
 async fn code_routes_answer_501_and_identity_routes_503() {
     let ex = Executor::start();
-    let (status, body, _) = post_json(&ex.url("/code"), json!({"code": "print(1)"})).await;
+    let (status, body, _) = post_json(
+        &ex.url("/code"),
+        json!({"code": "print(1)", "context": {"language": "python"}}),
+    )
+    .await;
     assert_error(status, &body, 501, "NOT_SUPPORTED");
+    // Without a language `/code` is a plain shell command.
+    let (status, body, _) = post_json(&ex.url("/code"), json!({"code": "echo from-code"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(texts(&frames(&body), "stdout"), vec!["from-code"]);
     let (status, body, _) = get(&ex.url("/code/contexts?language=python")).await;
     assert_error(status, &body, 501, "NOT_SUPPORTED");
     let (status, body, _) = get(&ex.url("/v1/filesystem/0/0/files/info?path=/")).await;
     assert_error(status, &body, 503, "NOT_SUPPORTED");
+    let (status, body, _) = post_json(&ex.url("/v1/isolated/session"), json!({})).await;
+    assert_error(status, &body, 503, "NOT_SUPPORTED");
+    let (status, body, _) = get(&ex.url("/v1/isolated/capabilities")).await;
+    assert_eq!((status, json(&body)), (200, json!({"available": false})));
 }

@@ -183,3 +183,39 @@ async fn delete_kills_a_running_session_and_interrupt_accepts_session_ids() {
     .await;
     assert_eq!(status, 500);
 }
+
+#[actix_rt::test]
+async fn client_disconnect_cancels_the_session_run() {
+    let ex = Executor::start();
+    let id = create(&ex, None).await;
+    let pidfile = ex.path("run.pid");
+    {
+        let mut resp = client()
+            .post(ex.url(&format!("/session/{id}/run")))
+            .send_json(&json!({"command": format!("echo $$ > {pidfile}; echo started; sleep 30")}))
+            .await
+            .unwrap();
+        use futures::StreamExt;
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("started") {
+            seen.extend_from_slice(&resp.next().await.unwrap().unwrap());
+        }
+    }
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+        assert!(
+            std::time::Instant::now() < until,
+            "session process survived the disconnect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _, _) = get(&ex.url("/ping")).await;
+    assert_eq!(status, 200);
+    let ev = run_in(&ex, &id, json!({"command": "echo again"})).await;
+    assert_eq!(texts(&ev, "stdout"), vec!["again"]);
+}

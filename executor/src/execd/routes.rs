@@ -60,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/pty/{id}", web::get().to(pty::status))
     .route("/pty/{id}", web::delete().to(pty::delete))
     .route("/pty/{id}/ws", web::get().to(pty::attach))
-    .route("/code", web::post().to(code_not_implemented))
+    .route("/code", web::post().to(run_code))
     .route("/code", web::delete().to(interrupt))
     .route("/code/context", web::post().to(code_not_implemented))
     .route("/code/contexts", web::get().to(code_not_implemented))
@@ -72,6 +72,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route(
         "/v1/filesystem/{tail:.*}",
+        web::route().to(identity_not_supported),
+    )
+    .route(
+        "/v1/isolated/capabilities",
+        web::get()
+            .to(|| async { HttpResponse::Ok().json(serde_json::json!({"available": false})) }),
+    )
+    .route(
+        "/v1/isolated/{tail:.*}",
         web::route().to(identity_not_supported),
     )
     .service(
@@ -121,11 +130,50 @@ async fn code_not_implemented() -> ApiResult<HttpResponse> {
     ))
 }
 
+#[derive(Deserialize, Default)]
+struct CodeContext {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunCode {
+    #[serde(default)]
+    context: Option<CodeContext>,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /code` without a language or context id runs `code` as a foreground shell
+/// command (no Jupyter needed); everything else needs Jupyter and answers 501.
+async fn run_code(state: web::Data<Shared>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let req: RunCode = parse_json(&body)?;
+    let ctx = req.context.unwrap_or_default();
+    let plain = ctx.id.as_deref().is_none_or(str::is_empty)
+        && ctx
+            .language
+            .as_deref()
+            .is_none_or(|l| l.is_empty() || l == "command");
+    if !plain {
+        return code_not_implemented().await;
+    }
+    let cmd = RunCommandRequest {
+        command: Some(req.code),
+        ..Default::default()
+    };
+    let prepared = commands::prepare(&state, &cmd)?;
+    Ok(stream_response(commands::start_foreground(
+        &state, prepared,
+    )))
+}
+
 async fn identity_not_supported() -> ApiResult<HttpResponse> {
     Err(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         NOT_SUPPORTED,
-        "identity file operations are not supported",
+        "identity and isolated-session operations are not supported",
     ))
 }
 
