@@ -254,11 +254,12 @@ async fn command_logs(
         .await
         .map_err(|e| ApiError::runtime(e.to_string()))?;
     let len = size - start;
+    let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), super::transfer::CHUNK);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header((CURSOR_HEADER, size.to_string()))
         .no_chunking(len)
-        .streaming(tokio_util::io::ReaderStream::new(file.take(len))))
+        .streaming(body))
 }
 
 #[derive(Deserialize, Default)]

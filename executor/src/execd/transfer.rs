@@ -36,6 +36,9 @@ fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
 
 const MAX_METADATA: usize = 1024 * 1024;
 
+/// Read size for file bodies (the default 4 KiB makes downloads syscall-bound).
+pub const CHUNK: usize = 256 * 1024;
+
 /// A file part that arrived before its metadata, spooled to a temporary file.
 struct Spooled(PathBuf);
 
@@ -92,8 +95,11 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                     let mut file = tokio::fs::File::open(&src)
                         .await
                         .map_err(|e| ApiError::runtime(e.to_string()))?;
-                    let stream = tokio_util::io::ReaderStream::new(&mut file)
-                        .map_err(|e| ApiError::runtime(e.to_string()));
+                    let stream = tokio_util::io::ReaderStream::with_capacity(
+                        &mut file,
+                        crate::execd::transfer::CHUNK,
+                    )
+                    .map_err(|e| ApiError::runtime(e.to_string()));
                     write_target(&target, &perm, stream).await?;
                 }
             }
@@ -288,7 +294,10 @@ pub async fn download(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<H
                 file.seek(std::io::SeekFrom::Start(r.start))
                     .await
                     .map_err(|e| ApiError::runtime(e.to_string()))?;
-                let body = tokio_util::io::ReaderStream::new(file.take(r.len()));
+                let body = tokio_util::io::ReaderStream::with_capacity(
+                    file.take(r.len()),
+                    crate::execd::transfer::CHUNK,
+                );
                 return Ok(resp
                     .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
                     .insert_header((
@@ -300,7 +309,8 @@ pub async fn download(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<H
             }
         }
     }
-    let body = tokio_util::io::ReaderStream::new(file.take(size));
+    let body =
+        tokio_util::io::ReaderStream::with_capacity(file.take(size), crate::execd::transfer::CHUNK);
     Ok(resp.no_chunking(size).streaming(body))
 }
 
