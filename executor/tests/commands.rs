@@ -373,6 +373,20 @@ async fn metrics_shape() {
     assert!(m["timestamp"].is_i64());
     let (status, body) = delete(&ex.url("/metrics")).await;
     assert_eq!((status, body.as_slice()), (404, &b"404 page not found"[..]));
+
+    // /metrics/watch: one JSON object per line, until the client leaves.
+    let mut resp = client().get(ex.url("/metrics/watch")).send().await.unwrap();
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    use futures::StreamExt;
+    let mut buf = Vec::new();
+    while !buf.contains(&b'\n') {
+        buf.extend_from_slice(&resp.next().await.unwrap().unwrap());
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap();
+    assert!(json(line)["mem_total_mib"].as_f64().unwrap() > 0.0);
 }
 
 fn rss_kib(pid: u32) -> u64 {
