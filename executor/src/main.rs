@@ -154,8 +154,10 @@ fn main() -> anyhow::Result<()> {
         envs_file: envs_file(&tmp_dir),
         tmp_dir,
     };
-    let code = actix_rt::System::new().block_on(run(args, cfg))?;
-    std::process::exit(code);
+    let tmp = cfg.tmp_dir.clone();
+    let result = actix_rt::System::new().block_on(run(args, cfg));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::process::exit(result?);
 }
 
 async fn run(args: Args, cfg: ExecdConfig) -> anyhow::Result<i32> {
