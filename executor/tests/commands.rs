@@ -125,10 +125,6 @@ async fn request_errors() {
             json!({"command": "x", "cwd": "/definitely/not/here"}),
             "cwd",
         ),
-        (
-            json!({"command": "x", "cwd": "$UNDEFINED_VAR_XYZ/a"}),
-            "cwd",
-        ),
     ];
     for (body, msg) in cases {
         let (status, bytes, _) = post_json(&ex.url("/command"), body.clone()).await;
@@ -152,6 +148,18 @@ async fn request_errors() {
             .as_str()
             .unwrap()
             .starts_with("error parsing request, MAYBE invalid body format.")
+    );
+    let (status, bytes, _) = post_json(
+        &ex.url("/command"),
+        json!({"command": "x", "cwd": "$UNDEFINED_VAR_XYZ/a"}),
+    )
+    .await;
+    assert_error(status, &bytes, 500, "RUNTIME_ERROR");
+    assert!(
+        json(&bytes)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error running commands")
     );
     // Unknown routes and wrong methods: 404 plain text.
     let (status, body, _) = get(&ex.url("/command")).await;
@@ -413,4 +421,36 @@ async fn uid_and_gid_switch_identity() {
     )
     .await;
     assert_eq!(texts(&ev, "stdout"), vec!["65534", "12345"]);
+}
+
+#[actix_rt::test]
+async fn spawn_failures_after_init() {
+    let ex = Executor::start();
+    // Foreground: init, then an error whose evalue is the OS error text (no exit code).
+    let ev = run(&ex, json!({"argv": ["/no/such/binary"]})).await;
+    assert_eq!(kinds(&ev), vec!["init", "error"]);
+    let evalue = ev[1]["error"]["evalue"].as_str().unwrap();
+    assert!(
+        evalue.parse::<i32>().is_err() && evalue.contains("No such file"),
+        "{evalue}"
+    );
+    let id = ev[0]["text"].as_str().unwrap();
+    let (_, body, _) = get(&ex.url(&format!("/command/status/{id}"))).await;
+    assert_eq!(json(&body)["running"], false);
+
+    // Background: init, then a `{code,message}` object mid-stream; recorded as exit 255.
+    let (status, bytes, _) = post_json(
+        &ex.url("/command"),
+        json!({"argv": ["/no/such/binary"], "background": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(bytes).unwrap();
+    let (events, trailer) = text.rsplit_once("\n\n").unwrap();
+    let ev = frames(format!("{events}\n\n").as_bytes());
+    assert_eq!(kinds(&ev), vec!["init"]);
+    assert_eq!(json(trailer.as_bytes())["code"], "RUNTIME_ERROR");
+    let id = ev[0]["text"].as_str().unwrap();
+    let (_, body, _) = get(&ex.url(&format!("/command/status/{id}"))).await;
+    assert_eq!(json(&body)["exit_code"], 255);
 }

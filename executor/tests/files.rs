@@ -571,3 +571,25 @@ async fn directories_create_list_delete() {
     assert_eq!(status, 200);
     assert!(!std::path::Path::new(&format!("{root}/a")).exists());
 }
+
+#[actix_rt::test]
+async fn bad_json_bodies_are_400() {
+    let ex = Executor::start();
+    for path in [
+        "/files/permissions",
+        "/files/mv",
+        "/files/replace",
+        "/directories",
+        "/session/x/run",
+        "/pty",
+    ] {
+        let mut resp = client()
+            .post(ex.url(path))
+            .insert_header(("content-type", "application/json"))
+            .send_body("{\"unterminated\": ")
+            .await
+            .unwrap();
+        let body = resp.body().await.unwrap();
+        assert_error(resp.status().as_u16(), &body, 400, "INVALID_REQUEST_BODY");
+    }
+}

@@ -153,8 +153,12 @@ pub fn prepare(state: &Shared, req: &RunCommandRequest) -> ApiResult<Prepared> {
                 lookup: &lookup,
             }
             .resolve(raw)
-            .map_err(|e| {
-                ApiError::bad_request(format!("invalid request, validation error: cwd: {e}"))
+            .map_err(|e| match e {
+                // execd fails the variable expansion itself before the run starts (500).
+                crate::paths::PathError::Undefined(_) => {
+                    ApiError::runtime(format!("error running commands: cwd: {e}"))
+                }
+                _ => ApiError::bad_request(format!("invalid request, validation error: cwd: {e}")),
             })?;
             if !path.is_dir() {
                 return Err(ApiError::bad_request(format!(
