@@ -121,6 +121,8 @@ async fn request_errors() {
         ),
         (json!({"command": "x", "argv": ["x"]}), "exactly one"),
         (json!({"argv": [""]}), "argv"),
+        (json!({"argv": ["echo", "a\0b"]}), "NUL"),
+        (json!({"command": "echo a\0b"}), "NUL"),
         (
             json!({"command": "x", "cwd": "/definitely/not/here"}),
             "cwd",

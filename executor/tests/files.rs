@@ -301,6 +301,8 @@ async fn download_and_info_errors() {
     assert_error(status, &body, 404, "FILE_NOT_FOUND");
     let (status, body, _) = get(&ex.url("/files/info?path=/no/such/file")).await;
     assert_error(status, &body, 404, "FILE_NOT_FOUND");
+    let (status, body, _) = get(&ex.url("/files/download?path=%2Ftmp")).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST_BODY");
     let (status, body, _) = get(&ex.url("/files/info")).await;
     assert_eq!((status, json(&body)), (200, json!({})));
     // NUL bytes are rejected before touching the filesystem.
