@@ -1,0 +1,58 @@
+//! Shared state of the execd API.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::commands::CommandRegistry;
+use super::pty::PtyRegistry;
+use super::session::SessionRegistry;
+
+#[derive(Debug, Clone)]
+pub struct ExecdConfig {
+    pub access_token: Option<String>,
+    pub envs_file: PathBuf,
+    pub tmp_dir: PathBuf,
+}
+
+pub struct AppState {
+    pub cfg: ExecdConfig,
+    pub home: PathBuf,
+    pub cwd: PathBuf,
+    pub commands: CommandRegistry,
+    pub sessions: SessionRegistry,
+    pub ptys: PtyRegistry,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(cfg: ExecdConfig) -> Shared {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        Arc::new(AppState {
+            cfg,
+            home,
+            cwd,
+            commands: CommandRegistry::default(),
+            sessions: SessionRegistry::default(),
+            ptys: PtyRegistry::default(),
+        })
+    }
+
+    /// Resolves a caller path against the executor's env, home and cwd.
+    pub fn resolve(&self, raw: &str) -> Result<PathBuf, crate::paths::PathError> {
+        crate::paths::Resolver {
+            home: &self.home,
+            cwd: &self.cwd,
+            lookup: &crate::paths::env_lookup,
+        }
+        .resolve(raw)
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,299 @@
+//! Task manager: one active task, state on disk, reconcile loop, recovery.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+
+use super::model::{Record, Task};
+use super::runtime;
+use super::state::{self, Phase};
+use crate::execd::state::lock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("invalid task name {0:?}")]
+    InvalidName(String),
+    #[error("task {0} already exists")]
+    Duplicate(String),
+    #[error("too many active tasks: at most 1 task may be pending or running")]
+    Limit,
+    #[error("container mode is not implemented yet - use process mode instead")]
+    NoProcess,
+    #[error("task not found: {0}")]
+    NotFound(String),
+    #[error("failed to start task {0}: {1}")]
+    Start(String, std::io::Error),
+    #[error("task store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Entry {
+    record: Record,
+    stopping: bool,
+}
+
+pub struct Manager {
+    dir: PathBuf,
+    max_log: u64,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    stopping: std::sync::Arc<Mutex<HashSet<String>>>,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Manager {
+    /// Opens (creating) the data dir and recovers persisted tasks.
+    pub fn open(dir: &Path, max_log: u64) -> Result<Manager, TaskError> {
+        std::fs::create_dir_all(dir)?;
+        let probe = dir.join(".probe");
+        std::fs::write(&probe, b"")?;
+        let _ = std::fs::remove_file(&probe);
+        let m = Manager {
+            dir: dir.to_path_buf(),
+            max_log,
+            entries: Mutex::new(BTreeMap::new()),
+            stopping: Default::default(),
+        };
+        m.recover()?;
+        Ok(m)
+    }
+
+    fn task_dir(&self, name: &str) -> Result<PathBuf, TaskError> {
+        if !state::valid_name(name) {
+            return Err(TaskError::InvalidName(name.to_string()));
+        }
+        Ok(self.dir.join(name))
+    }
+
+    fn persist(&self, rec: &Record) -> Result<(), TaskError> {
+        let dir = self.task_dir(&rec.task.name)?;
+        let bytes = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+        write_atomic(&dir.join("task.json"), &bytes)?;
+        Ok(())
+    }
+
+    /// A task persisted as active whose process is gone without an exit code is dropped,
+    /// so the controller's next `setTasks` runs it again.
+    fn recover(&self) -> Result<(), TaskError> {
+        let mut entries = lock(&self.entries);
+        for de in std::fs::read_dir(&self.dir)?.filter_map(Result::ok) {
+            let path = de.path();
+            let Ok(bytes) = std::fs::read(path.join("task.json")) else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
+                tracing::warn!(dir = %path.display(), "ignoring corrupt task record");
+                continue;
+            };
+            if !state::valid_name(&rec.task.name)
+                || path.file_name() != Some(rec.task.name.as_ref())
+            {
+                continue;
+            }
+            let obs = runtime::observe(&path);
+            let lost = obs.exit.is_none() && !obs.alive;
+            if lost && rec.task.deletion_timestamp.is_none() {
+                tracing::info!(task = %rec.task.name, "dropping task lost across restart");
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            entries.insert(
+                rec.task.name.clone(),
+                Entry {
+                    record: rec,
+                    stopping: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn phase_of(&self, rec: &Record) -> Phase {
+        let obs = runtime::observe(&self.dir.join(&rec.task.name));
+        let timeout = rec.task.process.as_ref().and_then(|p| p.timeout_seconds);
+        state::phase(&obs, timeout, rec.timed_out, Utc::now())
+    }
+
+    fn view(&self, rec: &Record) -> (Task, bool) {
+        let phase = self.phase_of(rec);
+        let mut t = rec.task.clone();
+        let timeout = t.process.as_ref().and_then(|p| p.timeout_seconds);
+        t.process_status = Some(state::status(&phase, timeout, Utc::now()));
+        let active = rec.task.deletion_timestamp.is_none() && phase.is_active();
+        (t, active)
+    }
+
+    /// All tasks, the active one first, then in creation order.
+    pub fn list(&self) -> Vec<Task> {
+        let entries = lock(&self.entries);
+        let mut v: Vec<_> = entries
+            .values()
+            .map(|e| {
+                let (t, active) = self.view(&e.record);
+                (state::order_key(active, e.record.created_at, &t.name), t)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Task, TaskError> {
+        let entries = lock(&self.entries);
+        let e = entries
+            .get(name)
+            .ok_or_else(|| TaskError::NotFound(name.to_string()))?;
+        Ok(self.view(&e.record).0)
+    }
+
+    fn create_locked(
+        &self,
+        entries: &mut BTreeMap<String, Entry>,
+        task: Task,
+    ) -> Result<Task, TaskError> {
+        let dir = self.task_dir(&task.name)?;
+        if entries.contains_key(&task.name) {
+            return Err(TaskError::Duplicate(task.name));
+        }
+        let active = entries
+            .values()
+            .filter(|e| {
+                e.record.task.deletion_timestamp.is_none() && self.phase_of(&e.record).is_active()
+            })
+            .count();
+        if active >= 1 {
+            return Err(TaskError::Limit);
+        }
+        let Some(process) = task.process.clone() else {
+            return Err(TaskError::NoProcess);
+        };
+        let rec = Record {
+            task: Task {
+                name: task.name.clone(),
+                deletion_timestamp: None,
+                process: Some(process.clone()),
+                pod_template_spec: task.pod_template_spec.clone(),
+                process_status: None,
+                pod_status: None,
+            },
+            created_at: Utc::now(),
+            timed_out: false,
+        };
+        std::fs::create_dir_all(&dir)?;
+        self.persist(&rec)?;
+        if let Err(e) = runtime::start(&dir, &process) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(TaskError::Start(task.name, e));
+        }
+        let view = self.view(&rec).0;
+        entries.insert(
+            rec.task.name.clone(),
+            Entry {
+                record: rec,
+                stopping: false,
+            },
+        );
+        Ok(view)
+    }
+
+    pub fn create(&self, task: Task) -> Result<Task, TaskError> {
+        let mut entries = lock(&self.entries);
+        self.create_locked(&mut entries, task)
+    }
+
+    /// Soft delete: the reconcile loop stops the process and then removes the task.
+    pub fn delete(&self, name: &str) -> Result<(), TaskError> {
+        let mut entries = lock(&self.entries);
+        if let Some(e) = entries.get_mut(name)
+            && e.record.task.deletion_timestamp.is_none()
+        {
+            e.record.task.deletion_timestamp = Some(Utc::now());
+            let rec = e.record.clone();
+            self.persist(&rec)?;
+        }
+        Ok(())
+    }
+
+    /// Desired state: absent tasks are soft-deleted, new names created, existing kept.
+    pub fn sync(&self, desired: Vec<Task>) -> Result<Vec<Task>, TaskError> {
+        let desired: Vec<Task> = desired.into_iter().filter(|t| !t.name.is_empty()).collect();
+        {
+            let mut entries = lock(&self.entries);
+            let wanted: HashSet<&str> = desired.iter().map(|t| t.name.as_str()).collect();
+            let now = Utc::now();
+            let mut changed = Vec::new();
+            for (name, e) in entries.iter_mut() {
+                if !wanted.contains(name.as_str()) && e.record.task.deletion_timestamp.is_none() {
+                    e.record.task.deletion_timestamp = Some(now);
+                    changed.push(e.record.clone());
+                }
+            }
+            for rec in changed {
+                self.persist(&rec)?;
+            }
+            for t in desired {
+                if !entries.contains_key(&t.name) {
+                    self.create_locked(&mut entries, t)?;
+                }
+            }
+        }
+        Ok(self.list())
+    }
+
+    /// One reconcile pass: stop deleted or timed-out tasks, drop finished deleted ones,
+    /// bound the log files.
+    pub fn reconcile(&self) {
+        let mut entries = lock(&self.entries);
+        let mut remove = Vec::new();
+        for (name, e) in entries.iter_mut() {
+            let dir = self.dir.join(name);
+            runtime::bound_logs(&dir, self.max_log);
+            let phase = self.phase_of(&e.record);
+            if matches!(phase, Phase::Timeout { .. }) && !e.record.timed_out {
+                e.record.timed_out = true;
+                if let Err(err) = self.persist(&e.record) {
+                    tracing::warn!(task = %name, error = %err, "persist failed");
+                }
+            }
+            let deleting = e.record.task.deletion_timestamp.is_some();
+            let needs_stop = (deleting && !phase.is_terminal() && phase != Phase::Pending)
+                || (matches!(phase, Phase::Timeout { .. }) && runtime::observe(&dir).alive);
+            if needs_stop && !e.stopping {
+                e.stopping = true;
+                let stopping = self.stopping.clone();
+                lock(&stopping).insert(name.clone());
+                let (dir, name) = (dir.clone(), name.clone());
+                std::thread::spawn(move || {
+                    runtime::stop(&dir);
+                    lock(&stopping).remove(&name);
+                });
+            } else if e.stopping && !lock(&self.stopping).contains(name) {
+                e.stopping = false;
+            }
+            let stopped = phase.is_terminal()
+                || phase == Phase::Pending
+                || (matches!(phase, Phase::Timeout { .. }) && !runtime::observe(&dir).alive);
+            if deleting && stopped && !e.stopping {
+                remove.push(name.clone());
+            }
+        }
+        for name in remove {
+            entries.remove(&name);
+            let _ = std::fs::remove_dir_all(self.dir.join(&name));
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Process runtime of tasks: a `/bin/sh` shim per task that records pid and exit code in
+//! the task directory, so state survives an executor restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+
+use super::model::ProcessSpec;
+use super::state::Observed;
+
+/// The shim: runs the command in the background with output appended to the log files,
+/// forwards SIGTERM to it, and writes its exit code to `exit` atomically.
+const SHIM: &str = r#"d=$1; shift
+"$@" >>"$d/stdout.log" 2>>"$d/stderr.log" </dev/null &
+c=$!
+trap 'kill -TERM $c 2>/dev/null' TERM
+while :; do wait $c; rc=$?; kill -0 $c 2>/dev/null || break; done
+echo $rc > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
+exit $rc
+"#;
+
+pub fn start(dir: &Path, spec: &ProcessSpec) -> std::io::Result<u32> {
+    if spec.command.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "process.command is empty",
+        ));
+    }
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(SHIM)
+        .arg("sh")
+        .arg(dir)
+        .args(&spec.command)
+        .args(spec.args.iter().flatten())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    for e in spec.env.iter().flatten() {
+        cmd.env(&e.name, e.value.as_deref().unwrap_or_default());
+    }
+    if let Some(wd) = spec.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        if !Path::new(wd).is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("workingDir {wd} does not exist"),
+            ));
+        }
+        cmd.current_dir(wd);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let tmp = dir.join("pid.tmp");
+    std::fs::write(&tmp, pid.to_string())?;
+    std::fs::rename(&tmp, dir.join("pid"))?;
+    // Reap the shim so a finished task does not linger as a zombie.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(pid)
+}
+
+fn mtime(p: &Path) -> Option<DateTime<Utc>> {
+    std::fs::metadata(p)
+        .ok()?
+        .modified()
+        .ok()
+        .map(DateTime::<Utc>::from)
+}
+
+pub fn read_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn observe(dir: &Path) -> Observed {
+    let pid = read_pid(dir);
+    let exit = std::fs::read_to_string(dir.join("exit"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .and_then(|code| Some((code, mtime(&dir.join("exit"))?)));
+    Observed {
+        started: pid.and_then(|_| mtime(&dir.join("pid"))),
+        alive: pid.is_some_and(|p| p > 0 && kill(Pid::from_raw(p), None).is_ok()),
+        exit,
+    }
+}
+
+/// SIGTERM the shim (it forwards to the command), wait up to 10 s, then SIGKILL the group.
+pub fn stop(dir: &Path) {
+    let Some(pid) = read_pid(dir).filter(|p| *p > 0) else {
+        return;
+    };
+    let target = Pid::from_raw(pid);
+    let _ = kill(target, Signal::SIGTERM);
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if kill(target, None).is_err() || dir.join("exit").exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = killpg(target, Signal::SIGKILL);
+    let _ = kill(target, Signal::SIGKILL);
+}
+
+/// Keeps each log file at most `max` bytes (the head is kept; the shim appends, so later
+/// writes land at the truncated end and are cut again on the next pass).
+pub fn bound_logs(dir: &Path, max: u64) {
+    for name in ["stdout.log", "stderr.log"] {
+        let p: PathBuf = dir.join(name);
+        if std::fs::metadata(&p).is_ok_and(|m| m.len() > max)
+            && let Ok(f) = std::fs::OpenOptions::new().write(true).open(&p)
+        {
+            let _ = f.set_len(max);
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Contract tests for the task API (port 5758 role).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn set_tasks(ex: &Executor, tasks: Value) -> (u16, Value) {
+    let (status, body, _) = post_json(&ex.task_url("/setTasks"), tasks).await;
+    (status, json(&body))
+}
+
+async fn get_tasks(ex: &Executor) -> Vec<Value> {
+    let (status, body, _) = get(&ex.task_url("/getTasks")).await;
+    assert_eq!(status, 200);
+    json(&body).as_array().unwrap().clone()
+}
+
+async fn wait_for(ex: &Executor, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = get_tasks(ex).await;
+        if let Some(t) = tasks.iter().find(|t| t["name"] == name)
+            && pred(t)
+        {
+            return t.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {name}: {tasks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn terminated(t: &Value) -> bool {
+    t["processStatus"]["terminated"].is_object()
+}
+
+#[actix_rt::test]
+async fn set_and_get_tasks_run_a_process() {
+    let ex = Executor::start();
+    let (status, body, _) = get(&ex.task_url("/health")).await;
+    assert_eq!((status, json(&body)), (200, json!({"status": "healthy"})));
+    assert!(get_tasks(&ex).await.is_empty());
+
+    let (status, list) = set_tasks(
+        &ex,
+        json!([{"name": "t-0", "process": {"command": ["sh", "-c"], "args": ["echo out-$FOO; echo err >&2; pwd; exit 3"],
+               "env": [{"name": "FOO", "value": "bar"}], "workingDir": "/tmp"}}]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], "t-0");
+    assert!(list[0].get("deletionTimestamp").is_none());
+
+    let t = wait_for(&ex, "t-0", terminated).await;
+    let term = &t["processStatus"]["terminated"];
+    assert_eq!(term["exitCode"], 3);
+    assert_eq!(term["reason"], "Failed");
+    assert!(term["startedAt"].is_string() && term["finishedAt"].is_string());
+    assert_eq!(t["process"]["command"], json!(["sh", "-c"]));
+
+    let dir = ex.dir.path().join("tasks/t-0");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("stdout.log")).unwrap(),
+        "out-bar\n/tmp\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("stderr.log")).unwrap(),
+        "err\n"
+    );
+    assert!(
+        dir.join("task.json").is_file() && dir.join("pid").is_file() && dir.join("exit").is_file()
+    );
+
+    let (status, body, _) = get(&ex.task_url("/tasks/t-0")).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["name"], "t-0");
+}
+
+#[actix_rt::test]
+async fn running_state_one_active_task_and_soft_delete() {
+    let ex = Executor::start();
+    set_tasks(
+        &ex,
+        json!([{"name": "long", "process": {"command": ["sleep", "30"]}}]),
+    )
+    .await;
+    let t = wait_for(&ex, "long", |t| t["processStatus"]["running"].is_object()).await;
+    assert!(t["processStatus"]["running"]["startedAt"].is_string());
+
+    // A second active task is refused.
+    let (status, body, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "other", "process": {"command": ["true"]}}),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(json(&body)["code"], "Internal Server Error");
+
+    // Replacing the desired set soft-deletes the old task (deletionTimestamp visible) and
+    // starts the new one; the active task comes first.
+    let (status, list) = set_tasks(
+        &ex,
+        json!([{"name": "next", "process": {"command": ["sleep", "30"]}}]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["next", "long"]);
+    assert!(list[1]["deletionTimestamp"].is_string());
+    assert!(list[0].get("deletionTimestamp").is_none());
+
+    // The deleted task is stopped and then removed.
+    let until = Instant::now() + Duration::from_secs(15);
+    while get_tasks(&ex).await.iter().any(|t| t["name"] == "long") {
+        assert!(Instant::now() < until, "deleted task was not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!ex.dir.path().join("tasks/long").exists());
+
+    // Release everything.
+    let (status, _) = set_tasks(&ex, json!([])).await;
+    assert_eq!(status, 200);
+    let until = Instant::now() + Duration::from_secs(15);
+    while !get_tasks(&ex).await.is_empty() {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn timeout_reports_137() {
+    let ex = Executor::start();
+    set_tasks(
+        &ex,
+        json!([{"name": "slow", "process": {"command": ["sleep", "60"], "timeoutSeconds": 1}}]),
+    )
+    .await;
+    let t = wait_for(&ex, "slow", terminated).await;
+    let term = &t["processStatus"]["terminated"];
+    assert_eq!(term["exitCode"], 137);
+    assert_eq!(term["reason"], "TaskTimeout");
+    assert_eq!(term["message"], "Task exceeded timeout of 1 seconds");
+    // Still 137 after the process was stopped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = wait_for(&ex, "slow", terminated).await;
+    assert_eq!(t["processStatus"]["terminated"]["exitCode"], 137);
+    // A timed-out task is not active any more: a new task may start.
+    let (status, _, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "after", "process": {"command": ["true"]}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
+#[actix_rt::test]
+async fn state_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let opts = || Opts {
+        task_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
+    {
+        let ex = Executor::start_with(opts());
+        set_tasks(
+            &ex,
+            json!([{"name": "done", "process": {"command": ["sh", "-c", "echo hi"]}}]),
+        )
+        .await;
+        wait_for(&ex, "done", terminated).await;
+    }
+    let ex = Executor::start_with(opts());
+    let tasks = get_tasks(&ex).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["processStatus"]["terminated"]["exitCode"], 0);
+    assert_eq!(
+        tasks[0]["processStatus"]["terminated"]["reason"],
+        "Succeeded"
+    );
+    // Keeping the same desired set does not re-run it.
+    let (_, list) = set_tasks(
+        &ex,
+        json!([{"name": "done", "process": {"command": ["sh", "-c", "echo hi"]}}]),
+    )
+    .await;
+    assert_eq!(list[0]["processStatus"]["terminated"]["exitCode"], 0);
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("done/stdout.log")).unwrap(),
+        "hi\n"
+    );
+
+    // A task that was active when the executor died (its pid gone, no exit code) is
+    // dropped so the controller re-creates it.
+    std::fs::create_dir_all(data.path().join("lost")).unwrap();
+    std::fs::write(
+        data.path().join("lost/task.json"),
+        serde_json::to_vec(&json!({"task": {"name": "lost", "process": {"command": ["sleep", "1"]}}, "createdAt": "2026-01-01T00:00:00Z"})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(data.path().join("lost/pid"), "999999999").unwrap();
+    std::fs::write(data.path().join("corrupt.json"), "{").unwrap();
+    drop(ex);
+    let ex = Executor::start_with(opts());
+    let names: Vec<String> = get_tasks(&ex)
+        .await
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["done"]);
+    assert!(!data.path().join("lost").exists());
+}
+
+#[actix_rt::test]
+async fn output_capture_is_bounded() {
+    let ex = Executor::start_with(Opts {
+        args: vec!["--task-log-max-bytes", "4096"],
+        ..Default::default()
+    });
+    set_tasks(&ex, json!([{"name": "loud", "process": {"command": ["sh", "-c", "i=0; while [ $i -lt 400 ]; do head -c 1000 /dev/zero; sleep 0.005; i=$((i+1)); done"]}}])).await;
+    wait_for(&ex, "loud", terminated).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let len = std::fs::metadata(ex.dir.path().join("tasks/loud/stdout.log"))
+        .unwrap()
+        .len();
+    assert!(len <= 4096, "stdout.log is {len} bytes");
+}
+
+#[actix_rt::test]
+async fn task_api_errors() {
+    let ex = Executor::start();
+    let mut resp = client()
+        .post(ex.task_url("/setTasks"))
+        .insert_header(("content-type", "application/json"))
+        .send_body("{")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(json(&resp.body().await.unwrap())["code"], "Bad Request");
+    let (status, body, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"process": {"command": ["true"]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["code"].as_str()),
+        (400, Some("Bad Request"))
+    );
+    let (status, body, _) = get(&ex.task_url("/tasks/nope")).await;
+    assert_eq!(status, 404);
+    assert_eq!(json(&body)["message"], "task not found: nope");
+    let (status, _) = delete(&ex.task_url("/tasks/nope")).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = post_json(&ex.task_url("/getTasks"), json!([])).await;
+    assert_eq!(status, 405);
+    // Traversal in names is refused; entries without a name are ignored.
+    let (status, _) = set_tasks(
+        &ex,
+        json!([{"name": "../evil", "process": {"command": ["true"]}}]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(!ex.dir.path().join("evil").exists());
+    let (status, list) =
+        set_tasks(&ex, json!([{"name": "", "process": {"command": ["true"]}}])).await;
+    assert_eq!((status, list), (200, json!([])));
+    // No process ⇒ container mode, not implemented; a bad working dir fails the start.
+    let (status, body, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "pod", "podTemplateSpec": {}}),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(
+        json(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("container mode")
+    );
+    let (status, _, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "wd", "process": {"command": ["true"], "workingDir": "/no/such"}}),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(!ex.dir.path().join("tasks/wd").exists());
+    // Duplicate names.
+    let (status, _, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "dup", "process": {"command": ["true"]}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _, _) = post_json(
+        &ex.task_url("/tasks"),
+        json!({"name": "dup", "process": {"command": ["true"]}}),
+    )
+    .await;
+    assert_eq!(status, 500);
+}
