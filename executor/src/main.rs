@@ -13,9 +13,12 @@ use opensandbox_executor::{supervisor, tasks};
 #[derive(Parser, Debug)]
 #[command(name = "opensandbox-executor", version)]
 struct Args {
-    /// execd API port (IPv4, all interfaces).
+    /// execd API port.
     #[arg(long, default_value_t = 44772)]
     port: u16,
+    /// Address the execd API binds (standalone mode gives every sandbox its own loopback IP).
+    #[arg(long, env = "EXECD_BIND_HOST", default_value = "0.0.0.0")]
+    bind_host: String,
     /// Shared secret required in header X-EXECD-ACCESS-TOKEN (empty: no check).
     #[arg(long, env = "EXECD_ACCESS_TOKEN", default_value = "")]
     access_token: String,
@@ -162,8 +165,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args, cfg: ExecdConfig) -> anyhow::Result<i32> {
     let envs_path = cfg.envs_file.clone();
-    let listener = TcpListener::bind(("0.0.0.0", args.port))
-        .with_context(|| format!("binding port {}", args.port))?;
+    let listener = TcpListener::bind((args.bind_host.as_str(), args.port))
+        .with_context(|| format!("binding {}:{}", args.bind_host, args.port))?;
     let state = execd::state::AppState::new(cfg);
     let execd_server = execd::server(state, listener)?;
     let execd_handle = execd_server.handle();
