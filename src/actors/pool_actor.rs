@@ -13,13 +13,14 @@ use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::allocation::{self, LedgerWrite, PodState, SandboxView};
 use super::context::Controller;
 use super::pool_pod::{check_template, pool_pod};
 use super::pool_policy::{self, DeleteReason, PodPhase, PodView, PoolInputs};
 use crate::cache::{ObjKey, PodInfo};
 use crate::crd::conditions::{Condition, set_condition};
-use crate::crd::ledger::Ledger;
-use crate::crd::{Pool, PoolStatus};
+use crate::crd::ledger::{Ledger, PodList};
+use crate::crd::{BatchSandbox, Pool, PoolStatus, RecycleType, keys};
 use crate::metrics;
 
 /// Something changed for this pool: run a turn (coalesced while one runs).
@@ -39,6 +40,8 @@ pub struct PoolActor {
     created: HashMap<String, Instant>,
     /// Pods deleted and still in the cache (not yet terminating there).
     deleted: HashMap<String, Instant>,
+    /// Ledgers this actor wrote that the cache does not show yet (sandbox -> ledger).
+    written_ledgers: HashMap<String, (Vec<String>, Instant)>,
     running: bool,
     again: bool,
     last_status: Option<PoolStatus>,
@@ -52,6 +55,7 @@ impl PoolActor {
             ctx,
             created: HashMap::new(),
             deleted: HashMap::new(),
+            written_ledgers: HashMap::new(),
             running: false,
             again: false,
             last_status: None,
@@ -74,6 +78,11 @@ struct TurnWork {
     reference: ObjectReference,
     create: Vec<Pod>,
     delete: Vec<(String, String, DeleteReason)>,
+    /// Ledger writes, with the sandbox's resourceVersion and current finalizers.
+    ledgers: Vec<(LedgerWrite, String, Vec<String>)>,
+    /// Pods taken back from sandboxes, to recycle before the ledger writes.
+    recycle: Vec<(String, String)>,
+    recycle_type: RecycleType,
     status: Option<PoolStatus>,
     invalid_event: Option<String>,
 }
@@ -82,6 +91,9 @@ struct TurnWork {
 struct TurnOutcome {
     created: Vec<String>,
     deleted: Vec<String>,
+    written_ledgers: Vec<(String, Vec<String>)>,
+    /// A write lost a race (409): run another turn on fresh state.
+    retry: bool,
     written_status: Option<PoolStatus>,
 }
 
@@ -113,30 +125,78 @@ impl PoolActor {
         });
     }
 
-    /// Pods held by sandboxes of this pool, and how many more they want.
-    fn allocation(&self) -> (HashSet<String>, u32) {
-        let mut held = HashSet::new();
-        let mut demand = 0u32;
-        for bs in self.ctx.cache.sandboxes_of_pool(&self.key) {
-            let Ok(ledger) = Ledger::from_annotations(bs.metadata.annotations.as_ref()) else {
-                continue;
+    /// The pool's sandboxes in service order (oldest first) as the allocator sees them,
+    /// with this actor's own unobserved ledger writes applied.
+    fn sandbox_views(&mut self, pod_names: &HashSet<String>) -> Vec<(SandboxView, String, Vec<String>)> {
+        let timeout = self.ctx.config.expectation_timeout;
+        let mut sandboxes = self.ctx.cache.sandboxes_of_pool(&self.key);
+        sandboxes.sort_by(|a, b| {
+            (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+                .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+        });
+        let mut views = Vec::new();
+        let mut live = HashSet::new();
+        for bs in sandboxes {
+            let name = bs.name_any();
+            live.insert(name.clone());
+            let annotations = bs.metadata.annotations.as_ref();
+            let (mut ledger, release, malformed) = match Ledger::from_annotations(annotations) {
+                Ok(l) => (l.status.pods, l.release.pods, false),
+                Err(_) => {
+                    // Hold every pool pod the broken annotation names; never hand them out.
+                    let raw = annotations
+                        .and_then(|a| a.get(keys::ANNOTATION_ALLOC_STATUS))
+                        .cloned()
+                        .unwrap_or_default();
+                    let named = pod_names.iter().filter(|p| raw.contains(p.as_str())).cloned().collect();
+                    (named, Vec::new(), true)
+                }
             };
-            let pods = ledger.held();
-            if bs.metadata.deletion_timestamp.is_none() {
-                demand += (bs.spec.replicas.max(0) as u32).saturating_sub(pods.len() as u32);
+            if let Some((written, at)) = self.written_ledgers.get(&name) {
+                if *written == ledger || at.elapsed() > timeout {
+                    self.written_ledgers.remove(&name);
+                } else {
+                    ledger = written.clone();
+                }
             }
-            held.extend(pods);
+            let finalizers = bs.metadata.finalizers.clone().unwrap_or_default();
+            views.push((
+                SandboxView {
+                    name,
+                    replicas: bs.spec.replicas.max(0) as u32,
+                    deleting: bs.metadata.deletion_timestamp.is_some(),
+                    ledger,
+                    release_requests: release,
+                    has_finalizer: finalizers.iter().any(|f| f == keys::FINALIZER_POOL_ALLOCATION),
+                    malformed,
+                },
+                bs.resource_version().unwrap_or_default(),
+                finalizers,
+            ));
         }
-        (held, demand)
+        self.written_ledgers.retain(|n, _| live.contains(n));
+        views
     }
 
     fn prepare(&mut self) -> Option<TurnWork> {
         let pool = self.ctx.cache.pool(&self.key)?;
         let pods = self.ctx.cache.pods_of_pool(&self.key);
         self.settle_expectations(&pods);
-        let (allocated, demand) = self.allocation();
+        let pod_names: HashSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        let sandboxes = self.sandbox_views(&pod_names);
         let views: Vec<PodView> = pods.iter().map(|p| pod_view(p)).collect();
         let deleting: HashSet<String> = self.deleted.keys().cloned().collect();
+        let pod_states: HashMap<String, PodState> = pods
+            .iter()
+            .map(|p| {
+                let failed = matches!(p.phase.as_str(), "Failed" | "Succeeded");
+                let alive = !p.deleting && !failed && !deleting.contains(&p.name);
+                (p.name.clone(), PodState { alive, ip: p.pod_ip.clone() })
+            })
+            .collect();
+        let sandbox_views: Vec<SandboxView> = sandboxes.iter().map(|(v, _, _)| v.clone()).collect();
+        let allocated = allocation::held_pods(&sandbox_views);
+        let demand = allocation::demand(&sandbox_views, &pod_states);
         let template = pool
             .spec
             .template
@@ -190,7 +250,23 @@ impl PoolActor {
                 )
             })
             .collect();
-        let status = self.next_status(&pool, &revision, &plan.status, invalid.as_deref());
+        let alloc = allocation::plan(&sandbox_views, &pod_states, &plan.allocatable);
+        let newly: u32 = alloc.writes.iter().map(|w| w.newly_allocated.len() as u32).sum();
+        let ledgers = alloc
+            .writes
+            .into_iter()
+            .filter_map(|w| {
+                let (_, rv, fin) = sandboxes.iter().find(|(v, _, _)| v.name == w.sandbox)?;
+                Some((w, rv.clone(), fin.clone()))
+            })
+            .collect();
+        let recycle = alloc
+            .released
+            .iter()
+            .map(|p| (p.clone(), uids.get(p.as_str()).unwrap_or(&"").to_string()))
+            .collect();
+        let counts = plan.status.after_allocating(newly);
+        let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
         let invalid_event = if invalid != self.last_invalid {
             self.last_invalid = invalid.clone();
             invalid
@@ -202,6 +278,9 @@ impl PoolActor {
             pool,
             create,
             delete,
+            ledgers,
+            recycle,
+            recycle_type: pool.recycle_type(),
             status,
             invalid_event,
         })
@@ -271,8 +350,14 @@ impl PoolActor {
             for name in outcome.deleted {
                 act.deleted.insert(name, now);
             }
+            for (sandbox, ledger) in outcome.written_ledgers {
+                act.written_ledgers.insert(sandbox, (ledger, now));
+            }
             if outcome.written_status.is_some() {
                 act.last_status = outcome.written_status;
+            }
+            if outcome.retry {
+                act.again = true;
             }
             metrics::get()
                 .actor_turn_seconds
@@ -290,11 +375,54 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     let mut out = TurnOutcome {
         created: Vec::new(),
         deleted: Vec::new(),
+        written_ledgers: Vec::new(),
+        retry: false,
         written_status: None,
     };
     let ns = work.pool.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let concurrency = ctx.config.pod_write_concurrency.max(1);
+    // Recycle released pods first so a pod is never idle and dirty at once.
+    if !work.recycle.is_empty() && ctx.gate.is_leader() {
+        if work.recycle_type != RecycleType::Noop {
+            if work.recycle_type == RecycleType::Restart {
+                ctx.event(&work.reference, true, "RecycleFallback", "Recycle",
+                    "Restart recycling needs pods/exec, which this build does not implement yet; released pods are deleted".to_string()).await;
+            }
+            let deleted = delete_pods(&ctx, &pods, work.recycle.iter().map(|(n, u)| (n.clone(), u.clone(), DeleteReason::ScaleIn)).collect(), concurrency).await;
+            out.deleted.extend(deleted.into_iter().filter_map(|(n, _, r)| r.ok().map(|_| n)));
+        }
+    }
+    if !work.ledgers.is_empty() && ctx.gate.is_leader() {
+        let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
+        let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> = futures::stream::iter(work.ledgers)
+            .map(|(w, rv, finalizers)| {
+                let api = api.clone();
+                let gate = ctx.gate.clone();
+                let pp = ctx.patch_params();
+                async move {
+                    if !gate.is_leader() {
+                        return (w.sandbox, w.ledger, Err(kube::Error::Service("not the leader".into())));
+                    }
+                    let patch = ledger_patch(&w, &rv, finalizers);
+                    let r = api.patch(&w.sandbox, &pp, &Patch::Merge(&patch)).await.map(|_| ());
+                    (w.sandbox, w.ledger, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (sandbox, ledger, r) in results {
+            match r {
+                Ok(()) => out.written_ledgers.push((sandbox, ledger)),
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => out.retry = true,
+                Err(e) => {
+                    out.retry = true;
+                    tracing::warn!(sandbox = %sandbox, error = %e, "writing an allocation failed");
+                }
+            }
+        }
+    }
     if !work.create.is_empty() && ctx.gate.is_leader() {
         let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(work.create)
             .map(|pod| {
@@ -340,51 +468,14 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         }
     }
     if !work.delete.is_empty() && ctx.gate.is_leader() {
-        let results: Vec<(String, DeleteReason, Result<(), kube::Error>)> =
-            futures::stream::iter(work.delete)
-                .map(|(name, uid, reason)| {
-                    let pods = pods.clone();
-                    let gate = ctx.gate.clone();
-                    async move {
-                        if !gate.is_leader() {
-                            return (
-                                name,
-                                reason,
-                                Err(kube::Error::Service("not the leader".into())),
-                            );
-                        }
-                        // The uid precondition keeps a replaced pod of the same name safe.
-                        let dp = DeleteParams {
-                            preconditions: (!uid.is_empty()).then(|| Preconditions {
-                                uid: Some(uid),
-                                resource_version: None,
-                            }),
-                            ..DeleteParams::background()
-                        };
-                        let r = match pods.delete(&name, &dp).await {
-                            Ok(_) => Ok(()),
-                            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                            Err(e) => Err(e),
-                        };
-                        (name, reason, r)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+        let results = delete_pods(&ctx, &pods, work.delete, concurrency).await;
         let mut scaled_in = 0;
         for (name, reason, r) in results {
             match r {
                 Ok(()) => {
                     if reason == DeleteReason::Evicted {
-                        ctx.event(
-                            &work.reference,
-                            false,
-                            "PodEvicted",
-                            "Evict",
-                            format!("Evicted idle pod: {name}"),
-                        )
-                        .await;
+                        ctx.event(&work.reference, false, "PodEvicted", "Evict", format!("Evicted idle pod: {name}"))
+                            .await;
                     } else {
                         scaled_in += 1;
                     }
@@ -394,14 +485,8 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             }
         }
         if scaled_in > 0 {
-            ctx.event(
-                &work.reference,
-                false,
-                "SuccessfulDelete",
-                "Scale",
-                format!("Deleted {scaled_in} pool pods"),
-            )
-            .await;
+            ctx.event(&work.reference, false, "SuccessfulDelete", "Scale", format!("Deleted {scaled_in} pool pods"))
+                .await;
         }
     }
     if let Some(msg) = &work.invalid_event {
@@ -443,6 +528,60 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         .with_label_values(&["pool", result])
         .inc();
     out
+}
+
+/// The merge patch of one allocation: ledger, endpoints, finalizer, with the sandbox's
+/// resourceVersion as a precondition (a concurrent change is a 409, never a lost update).
+fn ledger_patch(w: &LedgerWrite, rv: &str, mut finalizers: Vec<String>) -> serde_json::Value {
+    if w.add_finalizer && !finalizers.iter().any(|f| f == keys::FINALIZER_POOL_ALLOCATION) {
+        finalizers.push(keys::FINALIZER_POOL_ALLOCATION.to_string());
+    }
+    if w.remove_finalizer {
+        finalizers.retain(|f| f != keys::FINALIZER_POOL_ALLOCATION);
+    }
+    let mut annotations = json!({
+        keys::ANNOTATION_ALLOC_STATUS: PodList::new(w.ledger.clone()).to_annotation(),
+        keys::ANNOTATION_ENDPOINTS: crate::crd::ledger::endpoints_annotation(&w.endpoints),
+    });
+    if w.clear_release {
+        annotations[keys::ANNOTATION_ALLOC_RELEASE] = serde_json::Value::Null;
+    }
+    json!({"metadata": {"resourceVersion": rv, "annotations": annotations, "finalizers": finalizers}})
+}
+
+/// Deletes pods with uid preconditions (a replaced pod of the same name stays safe).
+async fn delete_pods(
+    ctx: &Controller,
+    pods: &Api<Pod>,
+    list: Vec<(String, String, DeleteReason)>,
+    concurrency: usize,
+) -> Vec<(String, DeleteReason, Result<(), kube::Error>)> {
+    futures::stream::iter(list)
+        .map(|(name, uid, reason)| {
+            let pods = pods.clone();
+            let gate = ctx.gate.clone();
+            async move {
+                if !gate.is_leader() {
+                    return (name, reason, Err(kube::Error::Service("not the leader".into())));
+                }
+                let dp = DeleteParams {
+                    preconditions: (!uid.is_empty()).then(|| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::background()
+                };
+                let r = match pods.delete(&name, &dp).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                    Err(e) => Err(e),
+                };
+                (name, reason, r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
 }
 
 impl Handler<Wake> for PoolActor {
