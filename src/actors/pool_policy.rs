@@ -75,6 +75,7 @@ impl PodPhase {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodView {
     pub name: String,
+    /// Not used by the policy; lets the actor delete with a UID precondition.
     pub uid: String,
     /// The `sandbox.opensandbox.io/pool-revision` label; absent counts as an old revision.
     pub revision: Option<String>,
@@ -161,6 +162,18 @@ pub struct PoolStatusCounts {
     pub updated: u32,
 }
 
+impl PoolStatusCounts {
+    /// The counts once the actor has handed `served` allocatable pods to sandboxes.
+    pub fn after_allocating(self, served: u32) -> Self {
+        let served = served.min(self.available);
+        Self {
+            allocated: self.allocated + served,
+            available: self.available - served,
+            ..self
+        }
+    }
+}
+
 /// What to do this turn.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PoolPlan {
@@ -168,8 +181,9 @@ pub struct PoolPlan {
     pub create: u32,
     /// Pods to delete, in the order to delete them, evictions first.
     pub delete: Vec<Deletion>,
-    /// Idle Ready pods of the current revision not deleted by this plan, best first; the
-    /// actor serves waiting sandboxes from the front.
+    /// Idle Ready pods of the current revision not deleted by this plan, best first. The
+    /// plan assumes the actor serves `demand` from the front (serving it before or after
+    /// planning gives the same creates and deletes).
     pub allocatable: Vec<String>,
     pub status: PoolStatusCounts,
     /// Spec problems for a False Ready condition; the plan still keeps the pool bounded.
