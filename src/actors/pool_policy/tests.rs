@@ -631,3 +631,14 @@ fn plan_is_deterministic_whatever_the_pod_order() {
     s.pods.reverse();
     assert_eq!(a, s.plan());
 }
+
+#[test]
+fn phase_parsing_and_terminal_phases() {
+    assert_eq!(PodPhase::parse("Running"), PodPhase::Running);
+    assert_eq!(PodPhase::parse("Unknown"), PodPhase::Unknown);
+    assert_eq!(PodPhase::parse(""), PodPhase::Pending);
+    assert_eq!(PodPhase::parse("Weird"), PodPhase::Pending);
+    assert!(PodPhase::parse("Failed").is_terminal());
+    assert!(PodPhase::parse("Succeeded").is_terminal());
+    assert!(!PodPhase::Running.is_terminal());
+}
