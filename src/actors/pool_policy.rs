@@ -75,6 +75,7 @@ impl PodPhase {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodView {
     pub name: String,
+    /// Not used by the policy; lets the actor delete with a UID precondition.
     pub uid: String,
     /// The `sandbox.opensandbox.io/pool-revision` label; absent counts as an old revision.
     pub revision: Option<String>,
@@ -161,6 +162,18 @@ pub struct PoolStatusCounts {
     pub updated: u32,
 }
 
+impl PoolStatusCounts {
+    /// The counts once the actor has handed `served` allocatable pods to sandboxes.
+    pub fn after_allocating(self, served: u32) -> Self {
+        let served = served.min(self.available);
+        Self {
+            allocated: self.allocated + served,
+            available: self.available - served,
+            ..self
+        }
+    }
+}
+
 /// What to do this turn.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PoolPlan {
@@ -168,8 +181,9 @@ pub struct PoolPlan {
     pub create: u32,
     /// Pods to delete, in the order to delete them, evictions first.
     pub delete: Vec<Deletion>,
-    /// Idle Ready pods of the current revision not deleted by this plan, best first; the
-    /// actor serves waiting sandboxes from the front.
+    /// Idle Ready pods of the current revision not deleted by this plan, best first. The
+    /// plan assumes the actor serves `demand` from the front (serving it before or after
+    /// planning gives the same creates and deletes).
     pub allocatable: Vec<String>,
     pub status: PoolStatusCounts,
     /// Spec problems for a False Ready condition; the plan still keeps the pool bounded.
@@ -198,7 +212,6 @@ impl PoolPlan {
 
 /// Plans one turn of a pool: eviction, template update, scaling, allocatable pods, status.
 pub fn plan(inputs: &PoolInputs) -> PoolPlan {
-    let capacity = Capacity::effective(inputs.capacity);
     let live = live_pods(inputs);
     let (allocated, mut idle): (Vec<&PodView>, Vec<&PodView>) = live
         .iter()
@@ -211,55 +224,53 @@ pub fn plan(inputs: &PoolInputs) -> PoolPlan {
     let idle = take_into(idle, &mut delete, DeleteReason::Failed, |p| {
         p.phase.is_terminal()
     });
-    let failed = delete.len() - count_reason(&delete, DeleteReason::Evicted);
-
-    // Schedulable pods: allocated, idle, and failed idle pods (those are being replaced).
+    let failed = count_reason(&delete, DeleteReason::Failed);
+    // Failed idle pods stay schedulable for the arithmetic: they are replaced one for one.
     let schedulable = allocated.len() + idle.len() + failed;
-    let unavailable = idle_not_ready(&idle) + failed + inputs.pending_creates as usize;
+    let pending = inputs.pending_creates as usize;
+    let unavailable = idle_not_ready(&idle) + failed + pending;
 
-    let update_budget = resolve_max_unavailable(inputs.update_max_unavailable, to_u32(schedulable))
-        .saturating_sub(to_u32(unavailable));
-    let idle = select_outdated(idle, inputs.revision, update_budget, &mut delete);
-    let replaced = failed + count_reason(&delete, DeleteReason::OutdatedRevision);
+    let budget = update_budget(inputs, schedulable, unavailable);
+    let idle = select_outdated(idle, inputs.revision, budget, &mut delete);
 
     let sizing = Sizing {
-        capacity,
+        capacity: Capacity::effective(inputs.capacity),
         committed: allocated.len() as u64 + u64::from(inputs.demand),
-        projected_before: (schedulable + inputs.pending_creates as usize) as u64,
-        replaced: replaced as u64,
+        projected_before: (schedulable + pending) as u64,
+        replaced: (failed + count_reason(&delete, DeleteReason::OutdatedRevision)) as u64,
     };
-    let target = sizing.target();
-    let projected_after = sizing.projected_before - sizing.replaced;
-
-    let create = if target > projected_after {
-        // Pods deleted this turn do not hold back their own replacements.
-        let still_unavailable = idle_not_ready(&idle) + inputs.pending_creates as usize;
-        let pace = resolve_max_unavailable(inputs.scale_max_unavailable, to_u32(target as usize))
-            .saturating_sub(to_u32(still_unavailable));
-        to_u32((target - projected_after) as usize).min(pace)
-    } else {
-        0
-    };
-    let scale_in = projected_after.saturating_sub(target) as usize;
-    let idle = select_scale_in(idle, inputs.revision, scale_in, &mut delete);
+    // Pods deleted this turn do not hold back their own replacements.
+    let still_unavailable = idle_not_ready(&idle) + pending;
+    let create = sizing.creates(inputs.scale_max_unavailable, still_unavailable);
+    let idle = select_scale_in(idle, inputs.revision, sizing.scale_in(), &mut delete);
 
     let allocatable = allocatable_pods(&idle, inputs.revision);
-    let status = PoolStatusCounts {
-        total: to_u32(live.len()),
-        allocated: to_u32(allocated.len()),
-        available: to_u32(allocatable.len()),
-        updated: to_u32(
-            live.iter()
-                .filter(|p| p.has_revision(inputs.revision))
-                .count(),
-        ),
-    };
     PoolPlan {
         create,
         delete,
+        status: status_counts(&live, allocated.len(), allocatable.len(), inputs.revision),
         allocatable,
-        status,
         invalid: spec_problems(inputs),
+    }
+}
+
+/// How many Ready old-revision idle pods may be recreated this turn.
+fn update_budget(inputs: &PoolInputs, schedulable: usize, unavailable: usize) -> u32 {
+    resolve_max_unavailable(inputs.update_max_unavailable, to_u32(schedulable))
+        .saturating_sub(to_u32(unavailable))
+}
+
+fn status_counts(
+    live: &[&PodView],
+    allocated: usize,
+    available: usize,
+    revision: &str,
+) -> PoolStatusCounts {
+    PoolStatusCounts {
+        total: to_u32(live.len()),
+        allocated: to_u32(allocated),
+        available: to_u32(available),
+        updated: to_u32(live.iter().filter(|p| p.has_revision(revision)).count()),
     }
 }
 
@@ -283,6 +294,29 @@ impl Sizing {
         (self.committed + u64::from(buffer))
             .max(u64::from(self.capacity.pool_min))
             .min(u64::from(self.capacity.pool_max))
+    }
+
+    /// Schedulable pods plus pending creates once this turn's replaced pods are gone.
+    fn projected_after(&self) -> u64 {
+        self.projected_before - self.replaced
+    }
+
+    /// Pods to create: the shortfall, paced by `scaleStrategy.maxUnavailable` (resolved
+    /// against the target) minus the pods still coming up.
+    fn creates(&self, max_unavailable: Option<&IntOrString>, still_unavailable: usize) -> u32 {
+        let target = self.target();
+        let shortfall = target.saturating_sub(self.projected_after());
+        if shortfall == 0 {
+            return 0;
+        }
+        let pace = resolve_max_unavailable(max_unavailable, to_u32(target as usize))
+            .saturating_sub(to_u32(still_unavailable));
+        to_u32(shortfall as usize).min(pace)
+    }
+
+    /// Idle pods to remove beyond the target.
+    fn scale_in(&self) -> usize {
+        self.projected_after().saturating_sub(self.target()) as usize
     }
 }
 

@@ -11,7 +11,9 @@ pub const DEFAULT_MAX_UNAVAILABLE_PERCENT: u64 = 25;
 /// percentage (`"25%"`) which rounds up. The result may be 0; see [`resolve_max_unavailable`].
 pub fn parse_max_unavailable(v: &IntOrString, base: u32) -> Result<u32, String> {
     match v {
-        IntOrString::Int(n) => Ok(u32::try_from(*n).unwrap_or(0)),
+        IntOrString::Int(n) => {
+            u32::try_from(*n).map_err(|_| format!("invalid value {n}: must not be negative"))
+        }
         IntOrString::String(s) => {
             let percent = s
                 .strip_suffix('%')
@@ -19,7 +21,8 @@ pub fn parse_max_unavailable(v: &IntOrString, base: u32) -> Result<u32, String> 
                 .ok_or_else(|| {
                     format!("invalid value {s:?}: must be an integer or a percentage like \"25%\"")
                 })?;
-            let percent = u64::try_from(percent).unwrap_or(0);
+            let percent = u64::try_from(percent)
+                .map_err(|_| format!("invalid value {s:?}: must not be negative"))?;
             Ok(percent_of_rounding_up(percent, base))
         }
     }
@@ -136,6 +139,10 @@ mod tests {
         assert_eq!(resolve_max_unavailable(Some(&pct("abc")), 10), 1);
         assert_eq!(resolve_max_unavailable(Some(&pct("2.5%")), 10), 1);
         assert!(parse_max_unavailable(&pct("0"), 10).is_err());
+        assert!(parse_max_unavailable(&pct("-5%"), 10).is_err());
+        assert!(parse_max_unavailable(&IntOrString::Int(-1), 10).is_err());
+        assert_eq!(resolve_max_unavailable(Some(&pct("-5%")), 10), 1);
+        assert_eq!(parse_max_unavailable(&IntOrString::Int(0), 10), Ok(0));
     }
 
     #[test]

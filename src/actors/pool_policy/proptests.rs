@@ -115,7 +115,11 @@ fn check_plan(s: &Scenario, plan: &PoolPlan) -> Result<(), TestCaseError> {
     }
     // (2) creates never push the total past poolMax.
     if plan.create > 0 {
-        let live = s.pods.iter().filter(|p| !p.terminating).count();
+        let live = s
+            .pods
+            .iter()
+            .filter(|p| !p.terminating && !s.deleting.contains(&p.name))
+            .count();
         let after = live - deleted.len() + s.pending as usize + plan.create as usize;
         let pool_max = Capacity::effective(&s.capacity).pool_max as usize;
         prop_assert!(after <= pool_max, "total {} > poolMax {}", after, pool_max);
@@ -188,5 +192,27 @@ proptest! {
         let pool_max = Capacity::effective(&s.capacity).pool_max;
         let kept = (s.total() - first.delete.len()) as u32;
         prop_assert!(first.create == 0 || again.create == 0 || kept + first.create + again.create <= pool_max);
+    }
+
+    #[test]
+    fn replanning_with_the_plan_in_flight_repeats_nothing(mut s in scenario()) {
+        let first = s.plan();
+        let served = (s.demand as usize).min(first.allocatable.len());
+        s.allocated.extend(first.allocatable.iter().take(served).cloned());
+        s.demand -= served as u32;
+        s.deleting.extend(first.delete.iter().map(|d| d.pod.clone()));
+        s.pending += first.create;
+        let again = s.plan();
+        check_plan(&s, &again)?;
+        prop_assert!(again.delete.iter().all(|d| !s.deleting.contains(&d.pod)));
+        // A plan that deletes nothing is exactly idempotent. (With deletions a follow-up
+        // may create: e.g. a deleted not-Ready pod frees pacing budget.)
+        if first.delete.is_empty() {
+            prop_assert!(again.is_steady(), "first {:?} again {:?}", first, again);
+        }
+        let expected = first.status.after_allocating(served as u32);
+        prop_assert_eq!(again.status.allocated, expected.allocated);
+        prop_assert_eq!(again.status.available, expected.available);
+        prop_assert_eq!(again.status.total, first.status.total - first.delete.len() as u32);
     }
 }

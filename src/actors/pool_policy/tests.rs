@@ -204,6 +204,32 @@ fn initial_total_is_buffer_min_capped_by_pool_max() {
 }
 
 #[test]
+fn initial_buffer_is_the_midpoint_when_min_and_max_differ() {
+    // §11.1's "min(poolMax, bufferMin)" is upstream's test setup with bufferMin == bufferMax.
+    let mut s = Scenario::new(capacity(1, 3, 0, 10));
+    s.scale = pct("100%");
+    s.converge(20);
+    assert_eq!(s.total(), 2);
+    // Paced to one pod per turn, the first pod already lands inside [bufferMin, bufferMax].
+    let mut s = Scenario::new(capacity(1, 3, 0, 10));
+    s.converge(20);
+    assert_eq!(s.total(), 1);
+}
+
+#[test]
+fn status_after_allocating_moves_available_to_allocated() {
+    let counts = PoolStatusCounts {
+        total: 5,
+        allocated: 1,
+        available: 3,
+        updated: 5,
+    };
+    let after = counts.after_allocating(2);
+    assert_eq!((after.allocated, after.available, after.total), (3, 1, 5));
+    assert_eq!(counts.after_allocating(9).available, 0);
+}
+
+#[test]
 fn buffer_scale_out_cap_scale_in_and_floor() {
     let mut s = Scenario::new(capacity(1, 1, 0, 2));
     s.converge(20);
@@ -604,4 +630,15 @@ fn plan_is_deterministic_whatever_the_pod_order() {
     let a = s.plan();
     s.pods.reverse();
     assert_eq!(a, s.plan());
+}
+
+#[test]
+fn phase_parsing_and_terminal_phases() {
+    assert_eq!(PodPhase::parse("Running"), PodPhase::Running);
+    assert_eq!(PodPhase::parse("Unknown"), PodPhase::Unknown);
+    assert_eq!(PodPhase::parse(""), PodPhase::Pending);
+    assert_eq!(PodPhase::parse("Weird"), PodPhase::Pending);
+    assert!(PodPhase::parse("Failed").is_terminal());
+    assert!(PodPhase::parse("Succeeded").is_terminal());
+    assert!(!PodPhase::Running.is_terminal());
 }
