@@ -274,13 +274,13 @@ impl PoolActor {
             None
         };
         Some(TurnWork {
+            recycle_type: pool.recycle_type(),
             reference: pool.object_ref(&()),
             pool,
             create,
             delete,
             ledgers,
             recycle,
-            recycle_type: pool.recycle_type(),
             status,
             invalid_event,
         })

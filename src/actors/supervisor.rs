@@ -1,4 +1,5 @@
-//! The Supervisor starts and stops one actor per Pool as the cache reports them, and routes
+//! The Supervisor starts and stops one actor per Pool and per BatchSandbox as the cache
+//! reports them, and routes
 //! coalesced cache changes to the actors they concern.
 
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use actix::prelude::*;
 
 use super::context::Controller;
 use super::pool_actor::{PoolActor, Stop, Wake};
+use super::sandbox_actor::SandboxActor;
 use crate::cache::{ObjKey, Target};
 
 /// Cache targets that changed.
@@ -28,6 +30,7 @@ pub struct CountPools;
 pub struct Supervisor {
     ctx: Arc<Controller>,
     pools: HashMap<ObjKey, Addr<PoolActor>>,
+    sandboxes: HashMap<ObjKey, Addr<SandboxActor>>,
 }
 
 impl Supervisor {
@@ -35,7 +38,23 @@ impl Supervisor {
         Self {
             ctx,
             pools: HashMap::new(),
+            sandboxes: HashMap::new(),
         }
+    }
+
+    fn route_sandbox(&mut self, key: ObjKey) {
+        if self.ctx.cache.sandbox(&key).is_none() {
+            if let Some(addr) = self.sandboxes.remove(&key) {
+                addr.do_send(Stop);
+            }
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let addr = self
+            .sandboxes
+            .entry(key.clone())
+            .or_insert_with(|| SandboxActor::new(key, ctx).start());
+        let _ = addr.try_send(Wake);
     }
 
     fn route_pool(&mut self, key: ObjKey) {
@@ -66,17 +85,7 @@ impl Handler<Route> for Supervisor {
         for target in msg.0 {
             match target {
                 Target::Pool(key) => self.route_pool(key),
-                Target::Sandbox(key) => {
-                    // Until sandboxes have actors, a sandbox change concerns its pool.
-                    if let Some(pool) = self
-                        .ctx
-                        .cache
-                        .sandbox(&key)
-                        .and_then(|bs| bs.pool_ref().map(|p| (key.0.clone(), p.to_string())))
-                    {
-                        self.route_pool(pool);
-                    }
-                }
+                Target::Sandbox(key) => self.route_sandbox(key),
             }
         }
     }
@@ -87,6 +96,9 @@ impl Handler<StopAll> for Supervisor {
 
     fn handle(&mut self, _: StopAll, ctx: &mut Context<Self>) {
         for (_, addr) in self.pools.drain() {
+            addr.do_send(Stop);
+        }
+        for (_, addr) in self.sandboxes.drain() {
             addr.do_send(Stop);
         }
         ctx.stop();

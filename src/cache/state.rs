@@ -314,6 +314,17 @@ impl Cache {
         self.state.read().pools.values().cloned().collect()
     }
 
+    /// Pools of one namespace.
+    pub fn pools_in(&self, namespace: &str) -> Vec<Arc<Pool>> {
+        self.state
+            .read()
+            .pools
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
     pub fn sandboxes(&self) -> Vec<Arc<BatchSandbox>> {
         self.state.read().sandboxes.values().cloned().collect()
     }
