@@ -163,6 +163,11 @@ impl SandboxActor {
         if let Some(p) = ledger_problem {
             spec_problem = Some(("MalformedLedger".into(), p));
         }
+        if let Some(pool) = bs.pool_ref().filter(|p| *p != keys::POOL_REF_AUTO) {
+            if self.ctx.cache.pool(&(self.key.0.clone(), pool.to_string())).is_none() {
+                spec_problem = Some(("PoolNotFound".into(), format!("pool {pool} does not exist in namespace {}", self.key.0)));
+            }
+        }
         if bs.pool_ref().is_none() && spec_problem.is_none() {
             self.created.retain(|n, at| {
                 at.elapsed() < Duration::from_secs(60) && !pods.iter().any(|p| &p.name == n)
@@ -199,7 +204,11 @@ impl SandboxActor {
             set_condition(&mut status.conditions, spec_cond);
         }
         let current = bs.status.as_ref();
-        if sandbox_policy::status_changed(current, &status)
+        // A new sandbox stays status-less until it has a pod: its first status write then
+        // already reports the pods (one write per batch, not two).
+        let premature = current.is_none() && pods.is_empty() && bs.spec.replicas > 0 && spec_problem.is_none();
+        if !premature
+            && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
         {
             work.status = Some(status);

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// User-Agent prefix of every test manager's requests (the request log records it).
+pub const MANAGER_AGENT_PREFIX: &str = "opensandbox-manager/";
+
 pub async fn api_server() -> ApiServer {
     let s = ApiServer::new();
     let crds: Vec<Value> = opensandbox::crd::all_crds()
@@ -40,7 +43,7 @@ pub struct Manager {
 
 impl Manager {
     pub async fn start(s: &ApiServer, identity: &str, leader: Option<LeaderConfig>) -> Self {
-        let client = s.client();
+        let client = s.client_with_user_agent(&format!("{MANAGER_AGENT_PREFIX}{identity}"));
         let cache = Cache::new();
         let informers = opensandbox::cache::informer::start(
             client.clone(),

@@ -90,6 +90,18 @@ impl ApiServer {
         kube::Client::new(
             transport::InProcess {
                 core: self.core.clone(),
+                user_agent: None,
+            },
+            "default",
+        )
+    }
+
+    /// Like [`ApiServer::client`], with a `User-Agent` the request log records.
+    pub fn client_with_user_agent(&self, user_agent: &str) -> kube::Client {
+        kube::Client::new(
+            transport::InProcess {
+                core: self.core.clone(),
+                user_agent: http::HeaderValue::from_str(user_agent).ok(),
             },
             "default",
         )

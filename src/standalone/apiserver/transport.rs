@@ -66,6 +66,8 @@ where
 #[derive(Clone)]
 pub struct InProcess {
     pub(crate) core: Arc<Core>,
+    /// Sent as `User-Agent` when set, so the request log can tell clients apart.
+    pub(crate) user_agent: Option<http::HeaderValue>,
 }
 
 impl tower::Service<Request<kube::client::Body>> for InProcess {
@@ -77,7 +79,10 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<kube::client::Body>) -> Self::Future {
+        if let Some(ua) = &self.user_agent {
+            req.headers_mut().insert(http::header::USER_AGENT, ua.clone());
+        }
         let core = self.core.clone();
         Box::pin(async move { Ok(serve_request(core, req).await) })
     }
