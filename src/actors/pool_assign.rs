@@ -1,0 +1,1 @@
+//! Pool auto-assign for `poolRef: "*"` (in progress).
