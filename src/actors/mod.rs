@@ -5,9 +5,11 @@ pub mod allocation;
 pub mod context;
 pub mod leader;
 pub mod pool_actor;
+pub mod pool_assign;
 pub mod pool_pod;
 pub mod pool_policy;
 pub mod runner;
+pub mod sandbox_policy;
 pub mod supervisor;
 
 pub use context::{ActorConfig, Controller};
