@@ -49,7 +49,10 @@ async fn ledgers(s: &ApiServer) -> BTreeMap<String, (Vec<String>, bool)> {
         .into_iter()
         .map(|b| {
             let l = Ledger::from_annotations(b.metadata.annotations.as_ref()).unwrap();
-            (b.metadata.name.clone().unwrap(), (l.status.pods, b.metadata.deletion_timestamp.is_some()))
+            (
+                b.metadata.name.clone().unwrap(),
+                (l.status.pods, b.metadata.deletion_timestamp.is_some()),
+            )
         })
         .collect()
 }
@@ -59,7 +62,10 @@ async fn check_no_double_allocation(s: &ApiServer) {
     let mut seen = HashSet::new();
     for (name, (pods, _)) in &all {
         for p in pods {
-            assert!(seen.insert(p.clone()), "pod {p} is in two ledgers (second: {name}): {all:?}");
+            assert!(
+                seen.insert(p.clone()),
+                "pod {p} is in two ledgers (second: {name}): {all:?}"
+            );
         }
     }
 }
@@ -70,7 +76,10 @@ async fn run(ops: Vec<Op>) {
     let mut manager = Some(Manager::start(&s, "m0", None).await);
     let pools: Api<Pool> = Api::namespaced(s.client(), "default");
     pools
-        .create(&PostParams::default(), &serde_json::from_value(pool_json("p", 3, 5, 0, 30)).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json("p", 3, 5, 0, 30)).unwrap(),
+        )
         .await
         .unwrap();
     let bs: Api<BatchSandbox> = Api::namespaced(s.client(), "default");
@@ -86,7 +95,14 @@ async fn run(ops: Vec<Op>) {
                 }
                 let body = json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
                     "metadata": {"name": name}, "spec": {"replicas": r, "poolRef": "p"}});
-                if bs.create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.is_ok() {
+                if bs
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(body).unwrap(),
+                    )
+                    .await
+                    .is_ok()
+                {
                     desired.insert(name, r as i32);
                 }
             }
@@ -94,7 +110,11 @@ async fn run(ops: Vec<Op>) {
                 let name = format!("s{i}");
                 if desired.contains_key(&name) {
                     let p = json!({"spec": {"replicas": r}});
-                    if bs.patch(&name, &PatchParams::default(), &Patch::Merge(&p)).await.is_ok() {
+                    if bs
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+                        .await
+                        .is_ok()
+                    {
                         desired.insert(name, r as i32);
                     }
                 }
@@ -106,9 +126,15 @@ async fn run(ops: Vec<Op>) {
                 }
             }
             Op::KillPod(n) => {
-                let held: Vec<String> = ledgers(&s).await.into_values().flat_map(|(p, _)| p).collect();
+                let held: Vec<String> = ledgers(&s)
+                    .await
+                    .into_values()
+                    .flat_map(|(p, _)| p)
+                    .collect();
                 if !held.is_empty() {
-                    let _ = pods.delete(&held[n as usize % held.len()], &DeleteParams::default()).await;
+                    let _ = pods
+                        .delete(&held[n as usize % held.len()], &DeleteParams::default())
+                        .await;
                 }
             }
             Op::RestartManager => {
@@ -118,7 +144,9 @@ async fn run(ops: Vec<Op>) {
                 restarts += 1;
                 manager = Some(Manager::start(&s, &format!("m{restarts}"), None).await);
             }
-            Op::Inject409 => s.faults().add(FaultRule::error(Some("patch"), Some("batchsandboxes"), 1.0, 409).times(2)),
+            Op::Inject409 => s
+                .faults()
+                .add(FaultRule::error(Some("patch"), Some("batchsandboxes"), 1.0, 409).times(2)),
             Op::DropWatches => s.drop_watches(),
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -135,7 +163,8 @@ async fn run(ops: Vec<Op>) {
             if names.len() != want.len() || !want.keys().all(|k| names.contains(k)) {
                 return false;
             }
-            want.iter().all(|(n, r)| l.get(n).is_some_and(|(p, _)| p.len() == *r as usize))
+            want.iter()
+                .all(|(n, r)| l.get(n).is_some_and(|(p, _)| p.len() == *r as usize))
         }
     })
     .await;
@@ -151,18 +180,29 @@ async fn run(ops: Vec<Op>) {
         .collect();
     for (name, (held, _)) in ledgers(&s).await {
         for p in held {
-            let pod = live.get(&p).unwrap_or_else(|| panic!("{name} holds missing pod {p}"));
-            assert!(pod.metadata.deletion_timestamp.is_none(), "{name} holds terminating pod {p}");
-            assert_eq!(pod.metadata.labels.as_ref().unwrap()[keys::LABEL_POOL_NAME], "p");
+            let pod = live
+                .get(&p)
+                .unwrap_or_else(|| panic!("{name} holds missing pod {p}"));
+            assert!(
+                pod.metadata.deletion_timestamp.is_none(),
+                "{name} holds terminating pod {p}"
+            );
+            assert_eq!(
+                pod.metadata.labels.as_ref().unwrap()[keys::LABEL_POOL_NAME],
+                "p"
+            );
         }
     }
     let total: i32 = want.values().sum();
     eventually("pool converges", Duration::from_secs(30), || {
         let pools = &pools;
         async move {
-            pools.get("p").await.unwrap().status.is_some_and(|st| {
-                st.allocated == total && st.available >= 3 && st.available <= 5
-            })
+            pools
+                .get("p")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|st| st.allocated == total && st.available >= 3 && st.available <= 5)
         }
     })
     .await;

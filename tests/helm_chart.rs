@@ -25,8 +25,14 @@ fn tool(name: &str) -> PathBuf {
         return local;
     }
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.exists()))
-        .unwrap_or_else(|| panic!("{name} not found: run hack/install-tools.sh (hack/test.sh does)"))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} not found: run hack/install-tools.sh (hack/test.sh does)")
+        })
 }
 
 struct Helm {
@@ -81,7 +87,11 @@ async fn template(args: &[&str]) -> Vec<Value> {
         .output()
         .await
         .expect("helm template runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split("\n---")
         .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
@@ -90,12 +100,18 @@ async fn template(args: &[&str]) -> Vec<Value> {
 }
 
 fn ident(v: &Value, default_ns: &str) -> (String, String, String, String) {
-    let ns = v["metadata"]["namespace"].as_str().unwrap_or(default_ns).to_string();
+    let ns = v["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(default_ns)
+        .to_string();
     (
         v["apiVersion"].as_str().unwrap_or_default().to_string(),
         v["kind"].as_str().unwrap_or_default().to_string(),
         ns,
-        v["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -103,7 +119,9 @@ fn stored(s: &ApiServer, av: &str, kind: &str, ns: &str, name: &str) -> Option<V
     let core = s.core();
     let res = core.registry.by_kind(av, kind)?;
     let ns = if res.namespaced { ns } else { "" };
-    core.store.get(&res.key(), ns, name).map(|o| o.value.clone())
+    core.store
+        .get(&res.key(), ns, name)
+        .map(|o| o.value.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +131,16 @@ async fn helm_install_upgrade_uninstall() {
     let helm = Helm::new(ep.addr);
     let ns = "opensandbox-system";
     let chart = "helm/opensandbox-controller";
-    let out = helm.ok(&["install", "osb", chart, "--namespace", ns, "--create-namespace"]).await;
+    let out = helm
+        .ok(&[
+            "install",
+            "osb",
+            chart,
+            "--namespace",
+            ns,
+            "--create-namespace",
+        ])
+        .await;
     assert!(out.contains("STATUS: deployed"), "{out}");
     let rendered = template(&[
         "osb",
@@ -127,11 +154,19 @@ async fn helm_install_upgrade_uninstall() {
     assert!(rendered.len() > 8);
     for obj in &rendered {
         let (av, kind, ons, name) = ident(obj, ns);
-        let got = stored(&s, &av, &kind, &ons, &name).unwrap_or_else(|| panic!("{kind} {ons}/{name} was not installed"));
-        assert_eq!(got["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm", "{kind} {name}");
+        let got = stored(&s, &av, &kind, &ons, &name)
+            .unwrap_or_else(|| panic!("{kind} {ons}/{name} was not installed"));
+        assert_eq!(
+            got["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm",
+            "{kind} {name}"
+        );
         if kind == "Deployment" || kind == "ClusterRole" || kind == "Role" || kind == "Service" {
             // Spec-level content matches what helm template renders.
-            let field = if kind.ends_with("Role") { "rules" } else { "spec" };
+            let field = if kind.ends_with("Role") {
+                "rules"
+            } else {
+                "spec"
+            };
             let want = &obj[field];
             let have = &got[field];
             if kind == "Service" {
@@ -151,7 +186,12 @@ async fn helm_install_upgrade_uninstall() {
     let crds: BTreeSet<String> = rendered
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
-        .map(|o| o["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     assert_eq!(crds.len(), 3);
     // The CRDs are served right away.
@@ -159,7 +199,15 @@ async fn helm_install_upgrade_uninstall() {
     assert!(pools.list(&Default::default()).await.is_ok());
 
     let out = helm
-        .ok(&["upgrade", "osb", chart, "--namespace", ns, "--set", "controllerManager.replicas=3"])
+        .ok(&[
+            "upgrade",
+            "osb",
+            chart,
+            "--namespace",
+            ns,
+            "--set",
+            "controllerManager.replicas=3",
+        ])
         .await;
     assert!(out.contains("STATUS: deployed"), "{out}");
     let deploy = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
@@ -169,7 +217,14 @@ async fn helm_install_upgrade_uninstall() {
     assert!(
         s.core()
             .store
-            .list(&s.core().registry.by_kind("policy/v1", "PodDisruptionBudget").unwrap().key(), Some(ns))
+            .list(
+                &s.core()
+                    .registry
+                    .by_kind("policy/v1", "PodDisruptionBudget")
+                    .unwrap()
+                    .key(),
+                Some(ns)
+            )
             .0
             .len()
             == 1,
@@ -200,7 +255,11 @@ struct Rule {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -213,7 +272,10 @@ fn manager_rules(objs: &[Value]) -> Vec<Rule> {
         .expect("deployment service account")
         .to_string();
     let mut rules = Vec::new();
-    for b in objs.iter().filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding") {
+    for b in objs
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+    {
         let binds_sa = b["subjects"]
             .as_array()
             .into_iter()
@@ -224,7 +286,10 @@ fn manager_rules(objs: &[Value]) -> Vec<Rule> {
         }
         let role = b["roleRef"]["name"].as_str().unwrap_or_default();
         let kind = b["roleRef"]["kind"].as_str().unwrap_or_default();
-        for r in objs.iter().filter(|o| o["kind"] == kind && o["metadata"]["name"] == role) {
+        for r in objs
+            .iter()
+            .filter(|o| o["kind"] == kind && o["metadata"]["name"] == role)
+        {
             for rule in r["rules"].as_array().into_iter().flatten() {
                 rules.push(Rule {
                     groups: strings(&rule["apiGroups"]),
@@ -247,11 +312,20 @@ fn allowed(rules: &[Rule], group: &str, resource: &str, verb: &str) -> bool {
 
 #[actix_rt::test]
 async fn manager_requests_stay_within_the_chart_rbac() {
-    let rendered = template(&["osb", "helm/opensandbox-controller", "--namespace", "default"]).await;
+    let rendered = template(&[
+        "osb",
+        "helm/opensandbox-controller",
+        "--namespace",
+        "default",
+    ])
+    .await;
     let rules = manager_rules(&rendered);
     assert!(!rules.is_empty(), "the chart grants the manager no rules");
     for r in &rules {
-        assert!(!r.verbs.iter().any(|v| v == "*") && !r.resources.iter().any(|v| v == "*"), "wildcard rule {r:?}");
+        assert!(
+            !r.verbs.iter().any(|v| v == "*") && !r.resources.iter().any(|v| v == "*"),
+            "wildcard rule {r:?}"
+        );
     }
     // Exercise everything the manager does: election, pools, pooled and template sandboxes,
     // deletion and expiry, events.
@@ -266,29 +340,62 @@ async fn manager_requests_stay_within_the_chart_rbac() {
     let m = Manager::start(&s, "a", Some(lease)).await;
     let pools: Api<Pool> = Api::namespaced(s.client(), "default");
     pools
-        .create(&PostParams::default(), &serde_json::from_value(pool_json("p", 2, 2, 0, 6)).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json("p", 2, 2, 0, 6)).unwrap(),
+        )
         .await
         .unwrap();
     eventually("pool warm", Duration::from_secs(20), || async {
-        pools.get("p").await.unwrap().status.is_some_and(|st| st.available == 2)
+        pools
+            .get("p")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.available == 2)
     })
     .await;
     let bs: Api<BatchSandbox> = Api::namespaced(s.client(), "default");
     let pooled = json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
         "metadata": {"name": "pooled"}, "spec": {"replicas": 1, "poolRef": "p",
         "expireTime": (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339()}});
-    bs.create(&PostParams::default(), &serde_json::from_value(pooled).unwrap()).await.unwrap();
+    bs.create(
+        &PostParams::default(),
+        &serde_json::from_value(pooled).unwrap(),
+    )
+    .await
+    .unwrap();
     let templ = json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
         "metadata": {"name": "templ"}, "spec": {"replicas": 2,
         "template": {"spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}}}});
-    bs.create(&PostParams::default(), &serde_json::from_value(templ).unwrap()).await.unwrap();
-    eventually("template sandbox ready", Duration::from_secs(20), || async {
-        bs.get("templ").await.unwrap().status.is_some_and(|st| st.ready == 2)
-    })
+    bs.create(
+        &PostParams::default(),
+        &serde_json::from_value(templ).unwrap(),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "template sandbox ready",
+        Duration::from_secs(20),
+        || async {
+            bs.get("templ")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|st| st.ready == 2)
+        },
+    )
     .await;
     let down = json!({"spec": {"replicas": 1}});
-    bs.patch("templ", &PatchParams::default(), &Patch::Merge(&down)).await.unwrap();
-    eventually("pooled sandbox expired", Duration::from_secs(20), || async { bs.get_opt("pooled").await.unwrap().is_none() }).await;
+    bs.patch("templ", &PatchParams::default(), &Patch::Merge(&down))
+        .await
+        .unwrap();
+    eventually(
+        "pooled sandbox expired",
+        Duration::from_secs(20),
+        || async { bs.get_opt("pooled").await.unwrap().is_none() },
+    )
+    .await;
     bs.delete("templ", &DeleteParams::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(m);
@@ -306,5 +413,8 @@ async fn manager_requests_stay_within_the_chart_rbac() {
             denied.insert(format!("{} {}/{}", e.verb, e.group, e.resource));
         }
     }
-    assert!(denied.is_empty(), "requests the chart's RBAC does not allow: {denied:?}");
+    assert!(
+        denied.is_empty(),
+        "requests the chart's RBAC does not allow: {denied:?}"
+    );
 }

@@ -29,7 +29,9 @@ async fn server() -> anyhow::Result<ApiServer> {
         .into_iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()?;
-    s.install_crds(&crds).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    s.install_crds(&crds)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(s)
 }
 
@@ -59,10 +61,13 @@ fn sandbox_ready(m: &Manager, name: &str, n: i32) -> bool {
 async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usize)> {
     let s = server().await?;
     let _kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
-    let m = Manager::start(s.client(), &ManagerOptions {
-        identity: "bench".into(),
-        ..ManagerOptions::default()
-    })
+    let m = Manager::start(
+        s.client(),
+        &ManagerOptions {
+            identity: "bench".into(),
+            ..ManagerOptions::default()
+        },
+    )
     .await?;
     let pools: Api<Pool> = Api::namespaced(s.client(), "default");
     let pool: Pool = serde_json::from_value(json!({
@@ -81,7 +86,8 @@ async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usi
     .await?;
     if !write_latency.is_zero() {
         for verb in ["create", "update", "patch", "delete"] {
-            s.faults().add(FaultRule::latency(Some(verb), None, write_latency));
+            s.faults()
+                .add(FaultRule::latency(Some(verb), None, write_latency));
         }
     }
     s.requests().clear();
@@ -92,7 +98,10 @@ async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usi
     }))?;
     let start = Instant::now();
     bs.create(&PostParams::default(), &body).await?;
-    wait("batch ready", Duration::from_secs(120), || sandbox_ready(&m, "batch", n)).await?;
+    wait("batch ready", Duration::from_secs(120), || {
+        sandbox_ready(&m, "batch", n)
+    })
+    .await?;
     let secs = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let writes = s
@@ -107,10 +116,13 @@ async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usi
 /// each pod Ready itself and times the status that follows.
 async fn propagation(samples: usize) -> anyhow::Result<Vec<f64>> {
     let s = server().await?;
-    let m = Manager::start(s.client(), &ManagerOptions {
-        identity: "bench".into(),
-        ..ManagerOptions::default()
-    })
+    let m = Manager::start(
+        s.client(),
+        &ManagerOptions {
+            identity: "bench".into(),
+            ..ManagerOptions::default()
+        },
+    )
     .await?;
     let bs: Api<BatchSandbox> = Api::namespaced(s.client(), "default");
     let pods: Api<Pod> = Api::namespaced(s.client(), "default");
@@ -124,13 +136,20 @@ async fn propagation(samples: usize) -> anyhow::Result<Vec<f64>> {
         }))?;
         bs.create(&PostParams::default(), &body).await?;
         let pod = format!("{name}-0");
-        wait("pod created", Duration::from_secs(10), || m.cache.pod(&key(&pod)).is_some()).await?;
+        wait("pod created", Duration::from_secs(10), || {
+            m.cache.pod(&key(&pod)).is_some()
+        })
+        .await?;
         let status = json!({"status": {"phase": "Running", "podIP": format!("10.9.{}.{}", i / 250, i % 250),
             "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0, "image": "busybox:1.36", "imageID": "", "state": {"running": {}}}]}});
         let start = Instant::now();
-        pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status)).await?;
-        wait("sandbox ready", Duration::from_secs(10), || sandbox_ready(&m, &name, 1)).await?;
+        pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+        wait("sandbox ready", Duration::from_secs(10), || {
+            sandbox_ready(&m, &name, 1)
+        })
+        .await?;
         out.push(start.elapsed().as_secs_f64());
         bs.delete(&name, &DeleteParams::default()).await?;
     }

@@ -62,7 +62,10 @@ pub struct AllocationPlan {
 
 /// Pods every ledger holds (allocated in the sense of the pool policy).
 pub fn held_pods(sandboxes: &[SandboxView]) -> HashSet<String> {
-    sandboxes.iter().flat_map(|s| s.ledger.iter().cloned()).collect()
+    sandboxes
+        .iter()
+        .flat_map(|s| s.ledger.iter().cloned())
+        .collect()
 }
 
 /// Slots the sandboxes want filled beyond the alive pods they hold (the pool's demand).
@@ -97,11 +100,7 @@ pub fn plan(
         .cloned()
         .collect::<Vec<_>>()
         .into_iter();
-    let ip = |p: &str| {
-        pods.get(p)
-            .and_then(|s| s.ip.clone())
-            .unwrap_or_default()
-    };
+    let ip = |p: &str| pods.get(p).and_then(|s| s.ip.clone()).unwrap_or_default();
     for s in sandboxes.iter().filter(|s| !s.malformed) {
         let alive = |p: &String| pods.get(p).is_some_and(|st| st.alive);
         let mut released: Vec<String> = Vec::new();
@@ -203,10 +202,22 @@ mod tests {
     fn pods(alive: &[&str], dead: &[&str]) -> HashMap<String, PodState> {
         let mut m = HashMap::new();
         for (i, p) in alive.iter().enumerate() {
-            m.insert(p.to_string(), PodState { alive: true, ip: Some(format!("10.0.0.{i}")) });
+            m.insert(
+                p.to_string(),
+                PodState {
+                    alive: true,
+                    ip: Some(format!("10.0.0.{i}")),
+                },
+            );
         }
         for p in dead {
-            m.insert(p.to_string(), PodState { alive: false, ip: None });
+            m.insert(
+                p.to_string(),
+                PodState {
+                    alive: false,
+                    ip: None,
+                },
+            );
         }
         m
     }
@@ -232,7 +243,10 @@ mod tests {
         let p = pods(&["a", "c", "d"], &["b"]);
         let plan = plan(&[sb("x", 3, &["a", "b", "c"])], &p, &names(&["d"]));
         assert_eq!(plan.writes[0].ledger, names(&["a", "d", "c"]));
-        assert!(plan.released.contains(&"b".to_string()), "a dead but existing pod is recycled");
+        assert!(
+            plan.released.contains(&"b".to_string()),
+            "a dead but existing pod is recycled"
+        );
     }
 
     #[test]
@@ -269,7 +283,11 @@ mod tests {
     fn held_pods_are_never_handed_out_again() {
         let p = pods(&["a", "b"], &[]);
         // "a" is (wrongly) offered as allocatable while another ledger holds it.
-        let plan = plan(&[sb("x", 1, &["a"]), sb("y", 1, &[])], &p, &names(&["a", "b"]));
+        let plan = plan(
+            &[sb("x", 1, &["a"]), sb("y", 1, &[])],
+            &p,
+            &names(&["a", "b"]),
+        );
         let y = plan.writes.iter().find(|w| w.sandbox == "y").unwrap();
         assert_eq!(y.ledger, names(&["b"]));
     }

@@ -9,6 +9,7 @@ pub mod pool_assign;
 pub mod pool_pod;
 pub mod pool_policy;
 pub mod runner;
+pub mod sandbox_actor;
 pub mod sandbox_policy;
 pub mod supervisor;
 

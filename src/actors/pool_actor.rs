@@ -127,12 +127,21 @@ impl PoolActor {
 
     /// The pool's sandboxes in service order (oldest first) as the allocator sees them,
     /// with this actor's own unobserved ledger writes applied.
-    fn sandbox_views(&mut self, pod_names: &HashSet<String>) -> Vec<(SandboxView, String, Vec<String>)> {
+    fn sandbox_views(
+        &mut self,
+        pod_names: &HashSet<String>,
+    ) -> Vec<(SandboxView, String, Vec<String>)> {
         let timeout = self.ctx.config.expectation_timeout;
         let mut sandboxes = self.ctx.cache.sandboxes_of_pool(&self.key);
         sandboxes.sort_by(|a, b| {
-            (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
-                .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+            (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                a.name_any(),
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    b.name_any(),
+                ))
         });
         let mut views = Vec::new();
         let mut live = HashSet::new();
@@ -148,7 +157,11 @@ impl PoolActor {
                         .and_then(|a| a.get(keys::ANNOTATION_ALLOC_STATUS))
                         .cloned()
                         .unwrap_or_default();
-                    let named = pod_names.iter().filter(|p| raw.contains(p.as_str())).cloned().collect();
+                    let named = pod_names
+                        .iter()
+                        .filter(|p| raw.contains(p.as_str()))
+                        .cloned()
+                        .collect();
                     (named, Vec::new(), true)
                 }
             };
@@ -167,7 +180,9 @@ impl PoolActor {
                     deleting: bs.metadata.deletion_timestamp.is_some(),
                     ledger,
                     release_requests: release,
-                    has_finalizer: finalizers.iter().any(|f| f == keys::FINALIZER_POOL_ALLOCATION),
+                    has_finalizer: finalizers
+                        .iter()
+                        .any(|f| f == keys::FINALIZER_POOL_ALLOCATION),
                     malformed,
                 },
                 bs.resource_version().unwrap_or_default(),
@@ -191,7 +206,13 @@ impl PoolActor {
             .map(|p| {
                 let failed = matches!(p.phase.as_str(), "Failed" | "Succeeded");
                 let alive = !p.deleting && !failed && !deleting.contains(&p.name);
-                (p.name.clone(), PodState { alive, ip: p.pod_ip.clone() })
+                (
+                    p.name.clone(),
+                    PodState {
+                        alive,
+                        ip: p.pod_ip.clone(),
+                    },
+                )
             })
             .collect();
         let sandbox_views: Vec<SandboxView> = sandboxes.iter().map(|(v, _, _)| v.clone()).collect();
@@ -251,7 +272,11 @@ impl PoolActor {
             })
             .collect();
         let alloc = allocation::plan(&sandbox_views, &pod_states, &plan.allocatable);
-        let newly: u32 = alloc.writes.iter().map(|w| w.newly_allocated.len() as u32).sum();
+        let newly: u32 = alloc
+            .writes
+            .iter()
+            .map(|w| w.newly_allocated.len() as u32)
+            .sum();
         let ledgers = alloc
             .writes
             .into_iter()
@@ -389,29 +414,50 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 ctx.event(&work.reference, true, "RecycleFallback", "Recycle",
                     "Restart recycling needs pods/exec, which this build does not implement yet; released pods are deleted".to_string()).await;
             }
-            let deleted = delete_pods(&ctx, &pods, work.recycle.iter().map(|(n, u)| (n.clone(), u.clone(), DeleteReason::ScaleIn)).collect(), concurrency).await;
-            out.deleted.extend(deleted.into_iter().filter_map(|(n, _, r)| r.ok().map(|_| n)));
+            let deleted = delete_pods(
+                &ctx,
+                &pods,
+                work.recycle
+                    .iter()
+                    .map(|(n, u)| (n.clone(), u.clone(), DeleteReason::ScaleIn))
+                    .collect(),
+                concurrency,
+            )
+            .await;
+            out.deleted.extend(
+                deleted
+                    .into_iter()
+                    .filter_map(|(n, _, r)| r.ok().map(|_| n)),
+            );
         }
     }
     if !work.ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
-        let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> = futures::stream::iter(work.ledgers)
-            .map(|(w, rv, finalizers)| {
-                let api = api.clone();
-                let gate = ctx.gate.clone();
-                let pp = ctx.patch_params();
-                async move {
-                    if !gate.is_leader() {
-                        return (w.sandbox, w.ledger, Err(kube::Error::Service("not the leader".into())));
+        let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> =
+            futures::stream::iter(work.ledgers)
+                .map(|(w, rv, finalizers)| {
+                    let api = api.clone();
+                    let gate = ctx.gate.clone();
+                    let pp = ctx.patch_params();
+                    async move {
+                        if !gate.is_leader() {
+                            return (
+                                w.sandbox,
+                                w.ledger,
+                                Err(kube::Error::Service("not the leader".into())),
+                            );
+                        }
+                        let patch = ledger_patch(&w, &rv, finalizers);
+                        let r = api
+                            .patch(&w.sandbox, &pp, &Patch::Merge(&patch))
+                            .await
+                            .map(|_| ());
+                        (w.sandbox, w.ledger, r)
                     }
-                    let patch = ledger_patch(&w, &rv, finalizers);
-                    let r = api.patch(&w.sandbox, &pp, &Patch::Merge(&patch)).await.map(|_| ());
-                    (w.sandbox, w.ledger, r)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
         for (sandbox, ledger, r) in results {
             match r {
                 Ok(()) => out.written_ledgers.push((sandbox, ledger)),
@@ -474,8 +520,14 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             match r {
                 Ok(()) => {
                     if reason == DeleteReason::Evicted {
-                        ctx.event(&work.reference, false, "PodEvicted", "Evict", format!("Evicted idle pod: {name}"))
-                            .await;
+                        ctx.event(
+                            &work.reference,
+                            false,
+                            "PodEvicted",
+                            "Evict",
+                            format!("Evicted idle pod: {name}"),
+                        )
+                        .await;
                     } else {
                         scaled_in += 1;
                     }
@@ -485,8 +537,14 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             }
         }
         if scaled_in > 0 {
-            ctx.event(&work.reference, false, "SuccessfulDelete", "Scale", format!("Deleted {scaled_in} pool pods"))
-                .await;
+            ctx.event(
+                &work.reference,
+                false,
+                "SuccessfulDelete",
+                "Scale",
+                format!("Deleted {scaled_in} pool pods"),
+            )
+            .await;
         }
     }
     if let Some(msg) = &work.invalid_event {
@@ -533,7 +591,11 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
 /// The merge patch of one allocation: ledger, endpoints, finalizer, with the sandbox's
 /// resourceVersion as a precondition (a concurrent change is a 409, never a lost update).
 fn ledger_patch(w: &LedgerWrite, rv: &str, mut finalizers: Vec<String>) -> serde_json::Value {
-    if w.add_finalizer && !finalizers.iter().any(|f| f == keys::FINALIZER_POOL_ALLOCATION) {
+    if w.add_finalizer
+        && !finalizers
+            .iter()
+            .any(|f| f == keys::FINALIZER_POOL_ALLOCATION)
+    {
         finalizers.push(keys::FINALIZER_POOL_ALLOCATION.to_string());
     }
     if w.remove_finalizer {
@@ -562,7 +624,11 @@ async fn delete_pods(
             let gate = ctx.gate.clone();
             async move {
                 if !gate.is_leader() {
-                    return (name, reason, Err(kube::Error::Service("not the leader".into())));
+                    return (
+                        name,
+                        reason,
+                        Err(kube::Error::Service("not the leader".into())),
+                    );
                 }
                 let dp = DeleteParams {
                     preconditions: (!uid.is_empty()).then(|| Preconditions {

@@ -49,14 +49,22 @@ pub async fn run_actors(
         tracing::info!("leading: starting actors");
         let sup = Supervisor::new(ctx.clone()).start();
         let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+            (
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+            )
         };
         let all: Vec<Target> = ctx
             .cache
             .pools()
             .iter()
             .map(|p| Target::Pool(key(&p.metadata)))
-            .chain(ctx.cache.sandboxes().iter().map(|b| Target::Sandbox(key(&b.metadata))))
+            .chain(
+                ctx.cache
+                    .sandboxes()
+                    .iter()
+                    .map(|b| Target::Sandbox(key(&b.metadata))),
+            )
             .collect();
         let _ = sup.send(Route(all)).await;
         let stop = loop {

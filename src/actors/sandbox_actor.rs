@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch};
 use serde_json::json;
 
 use super::context::Controller;
@@ -105,11 +105,13 @@ impl SandboxActor {
                 Err(e) => (Vec::new(), Some(e.to_string())),
             },
             None => {
-                let mut pods = self
-                    .ctx
-                    .cache
-                    .pods_owned_by(&bs.uid().unwrap_or_default());
-                pods.sort_by_key(|p| (sandbox_policy::pod_index(p).unwrap_or(u32::MAX), p.name.clone()));
+                let mut pods = self.ctx.cache.pods_owned_by(&bs.uid().unwrap_or_default());
+                pods.sort_by_key(|p| {
+                    (
+                        sandbox_policy::pod_index(p).unwrap_or(u32::MAX),
+                        p.name.clone(),
+                    )
+                });
                 (pods, None)
             }
         }
@@ -126,12 +128,18 @@ impl SandboxActor {
         let finalizers = bs.metadata.finalizers.clone().unwrap_or_default();
         if deleting {
             // A sandbox whose pool is gone must not wait forever for the pool's release.
-            let has = finalizers.iter().any(|f| f == keys::FINALIZER_POOL_ALLOCATION);
-            let pool_gone = bs
-                .pool_ref()
-                .is_none_or(|p| self.ctx.cache.pool(&(self.key.0.clone(), p.to_string())).is_none());
+            let has = finalizers
+                .iter()
+                .any(|f| f == keys::FINALIZER_POOL_ALLOCATION);
+            let pool_gone = bs.pool_ref().is_none_or(|p| {
+                self.ctx
+                    .cache
+                    .pool(&(self.key.0.clone(), p.to_string()))
+                    .is_none()
+            });
             if has && pool_gone {
-                work.remove_pool_finalizer = Some((bs.resource_version().unwrap_or_default(), finalizers));
+                work.remove_pool_finalizer =
+                    Some((bs.resource_version().unwrap_or_default(), finalizers));
                 return Some(work);
             }
             return None;
@@ -151,7 +159,11 @@ impl SandboxActor {
             Err(e) => spec_problem = Some(("InvalidExpireTime".into(), e.to_string())),
         }
         if bs.wants_auto_pool() {
-            match pool_assign::choose_pool(&bs, &self.ctx.cache.pools_in(&self.key.0), &pool_assign::Profile::default()) {
+            match pool_assign::choose_pool(
+                &bs,
+                &self.ctx.cache.pools_in(&self.key.0),
+                &pool_assign::Profile::builtin(),
+            ) {
                 Ok(pool) => {
                     work.assign_pool = Some(pool);
                     return Some(work);
@@ -164,8 +176,16 @@ impl SandboxActor {
             spec_problem = Some(("MalformedLedger".into(), p));
         }
         if let Some(pool) = bs.pool_ref().filter(|p| *p != keys::POOL_REF_AUTO) {
-            if self.ctx.cache.pool(&(self.key.0.clone(), pool.to_string())).is_none() {
-                spec_problem = Some(("PoolNotFound".into(), format!("pool {pool} does not exist in namespace {}", self.key.0)));
+            if self
+                .ctx
+                .cache
+                .pool(&(self.key.0.clone(), pool.to_string()))
+                .is_none()
+            {
+                spec_problem = Some((
+                    "PoolNotFound".into(),
+                    format!("pool {pool} does not exist in namespace {}", self.key.0),
+                ));
             }
         }
         if bs.pool_ref().is_none() && spec_problem.is_none() {
@@ -198,7 +218,13 @@ impl SandboxActor {
         });
         let spec_cond = match &spec_problem {
             Some((reason, msg)) => Condition::new("SpecValid", false, reason, msg, &now_rfc3339()),
-            None => Condition::new("SpecValid", true, "Valid", "the spec is valid", &now_rfc3339()),
+            None => Condition::new(
+                "SpecValid",
+                true,
+                "Valid",
+                "the spec is valid",
+                &now_rfc3339(),
+            ),
         };
         if spec_problem.is_some() || status.conditions.iter().any(|c| c.type_ == "SpecValid") {
             set_condition(&mut status.conditions, spec_cond);
@@ -206,7 +232,8 @@ impl SandboxActor {
         let current = bs.status.as_ref();
         // A new sandbox stays status-less until it has a pod: its first status write then
         // already reports the pods (one write per batch, not two).
-        let premature = current.is_none() && pods.is_empty() && bs.spec.replicas > 0 && spec_problem.is_none();
+        let premature =
+            current.is_none() && pods.is_empty() && bs.spec.replicas > 0 && spec_problem.is_none();
         if !premature
             && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
@@ -249,32 +276,36 @@ impl SandboxActor {
         };
         self.running = true;
         let started = Instant::now();
-        ctx.spawn(execute(self.ctx.clone(), work).into_actor(self).map(move |out, act, ctx| {
-            let now = Instant::now();
-            for n in out.created {
-                act.created.insert(n, now);
-            }
-            if out.endpoints.is_some() {
-                act.last_endpoints = out.endpoints;
-            }
-            if out.status.is_some() {
-                act.last_status = out.status;
-            }
-            if out.deleted_sandbox {
-                act.delete_issued = true;
-            }
-            if out.retry {
-                act.again = true;
-            }
-            metrics::get()
-                .actor_turn_seconds
-                .with_label_values(&["batchsandbox"])
-                .observe(started.elapsed().as_secs_f64());
-            act.running = false;
-            if std::mem::take(&mut act.again) {
-                act.wake(ctx);
-            }
-        }));
+        ctx.spawn(
+            execute(self.ctx.clone(), work)
+                .into_actor(self)
+                .map(move |out, act, ctx| {
+                    let now = Instant::now();
+                    for n in out.created {
+                        act.created.insert(n, now);
+                    }
+                    if out.endpoints.is_some() {
+                        act.last_endpoints = out.endpoints;
+                    }
+                    if out.status.is_some() {
+                        act.last_status = out.status;
+                    }
+                    if out.deleted_sandbox {
+                        act.delete_issued = true;
+                    }
+                    if out.retry {
+                        act.again = true;
+                    }
+                    metrics::get()
+                        .actor_turn_seconds
+                        .with_label_values(&["batchsandbox"])
+                        .observe(started.elapsed().as_secs_f64());
+                    act.running = false;
+                    if std::mem::take(&mut act.again) {
+                        act.wake(ctx);
+                    }
+                }),
+        );
     }
 }
 
@@ -289,7 +320,9 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         match api.delete(&work.name, &DeleteParams::background()).await {
             Ok(_) => out.deleted_sandbox = true,
             Err(kube::Error::Api(s)) if s.code == 404 => out.deleted_sandbox = true,
-            Err(e) => tracing::warn!(sandbox = %work.name, error = %e, "deleting an expired sandbox failed"),
+            Err(e) => {
+                tracing::warn!(sandbox = %work.name, error = %e, "deleting an expired sandbox failed")
+            }
         }
         return out;
     }
@@ -327,7 +360,9 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 Ok(p) => out.created.push(p.name_any()),
                 // The pod exists already (a terminating one, or a lagging cache): retry later.
                 Err(kube::Error::Api(s)) if s.code == 409 => out.retry = true,
-                Err(e) => tracing::warn!(sandbox = %work.name, error = %e, "creating a sandbox pod failed"),
+                Err(e) => {
+                    tracing::warn!(sandbox = %work.name, error = %e, "creating a sandbox pod failed")
+                }
             }
         }
     }
@@ -347,13 +382,21 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     }
     if let Some(status) = work.status {
         let patch = json!({ "status": status });
-        match api.patch_status(&work.name, &pp, &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&work.name, &pp, &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => out.status = Some(status),
-            Err(e) => tracing::warn!(sandbox = %work.name, error = %e, "writing sandbox status failed"),
+            Err(e) => {
+                tracing::warn!(sandbox = %work.name, error = %e, "writing sandbox status failed")
+            }
         }
     }
     let result = if out.retry { "retry" } else { "ok" };
-    metrics::get().actor_turns.with_label_values(&["batchsandbox", result]).inc();
+    metrics::get()
+        .actor_turns
+        .with_label_values(&["batchsandbox", result])
+        .inc();
     out
 }
 

@@ -81,7 +81,8 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
 
     fn call(&mut self, mut req: Request<kube::client::Body>) -> Self::Future {
         if let Some(ua) = &self.user_agent {
-            req.headers_mut().insert(http::header::USER_AGENT, ua.clone());
+            req.headers_mut()
+                .insert(http::header::USER_AGENT, ua.clone());
         }
         let core = self.core.clone();
         Box::pin(async move { Ok(serve_request(core, req).await) })
