@@ -108,14 +108,14 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Scale(i, r) => {
                 let name = format!("s{i}");
-                if desired.contains_key(&name) {
+                if let Some(want) = desired.get_mut(&name) {
                     let p = json!({"spec": {"replicas": r}});
                     if bs
                         .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
                         .await
                         .is_ok()
                     {
-                        desired.insert(name, r as i32);
+                        *want = r as i32;
                     }
                 }
             }

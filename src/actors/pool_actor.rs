@@ -408,28 +408,26 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let concurrency = ctx.config.pod_write_concurrency.max(1);
     // Recycle released pods first so a pod is never idle and dirty at once.
-    if !work.recycle.is_empty() && ctx.gate.is_leader() {
-        if work.recycle_type != RecycleType::Noop {
-            if work.recycle_type == RecycleType::Restart {
-                ctx.event(&work.reference, true, "RecycleFallback", "Recycle",
+    if !work.recycle.is_empty() && ctx.gate.is_leader() && work.recycle_type != RecycleType::Noop {
+        if work.recycle_type == RecycleType::Restart {
+            ctx.event(&work.reference, true, "RecycleFallback", "Recycle",
                     "Restart recycling needs pods/exec, which this build does not implement yet; released pods are deleted".to_string()).await;
-            }
-            let deleted = delete_pods(
-                &ctx,
-                &pods,
-                work.recycle
-                    .iter()
-                    .map(|(n, u)| (n.clone(), u.clone(), DeleteReason::ScaleIn))
-                    .collect(),
-                concurrency,
-            )
-            .await;
-            out.deleted.extend(
-                deleted
-                    .into_iter()
-                    .filter_map(|(n, _, r)| r.ok().map(|_| n)),
-            );
         }
+        let deleted = delete_pods(
+            &ctx,
+            &pods,
+            work.recycle
+                .iter()
+                .map(|(n, u)| (n.clone(), u.clone(), DeleteReason::ScaleIn))
+                .collect(),
+            concurrency,
+        )
+        .await;
+        out.deleted.extend(
+            deleted
+                .into_iter()
+                .filter_map(|(n, _, r)| r.ok().map(|_| n)),
+        );
     }
     if !work.ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
@@ -557,22 +555,22 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         )
         .await;
     }
-    if let Some(status) = work.status {
-        if ctx.gate.is_leader() {
-            let pools: Api<Pool> = Api::namespaced(ctx.client.clone(), &ns);
-            let patch = json!({ "status": status });
-            match pools
-                .patch_status(
-                    &work.pool.name_any(),
-                    &ctx.patch_params(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => out.written_status = Some(status),
-                Err(e) => {
-                    tracing::warn!(pool = %work.pool.name_any(), error = %e, "writing pool status failed")
-                }
+    if let Some(status) = work.status
+        && ctx.gate.is_leader()
+    {
+        let pools: Api<Pool> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({ "status": status });
+        match pools
+            .patch_status(
+                &work.pool.name_any(),
+                &ctx.patch_params(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => out.written_status = Some(status),
+            Err(e) => {
+                tracing::warn!(pool = %work.pool.name_any(), error = %e, "writing pool status failed")
             }
         }
     }
@@ -631,7 +629,7 @@ async fn delete_pods(
                     );
                 }
                 let dp = DeleteParams {
-                    preconditions: (!uid.is_empty()).then(|| Preconditions {
+                    preconditions: (!uid.is_empty()).then_some(Preconditions {
                         uid: Some(uid),
                         resource_version: None,
                     }),

@@ -175,18 +175,17 @@ impl SandboxActor {
         if let Some(p) = ledger_problem {
             spec_problem = Some(("MalformedLedger".into(), p));
         }
-        if let Some(pool) = bs.pool_ref().filter(|p| *p != keys::POOL_REF_AUTO) {
-            if self
+        if let Some(pool) = bs.pool_ref().filter(|p| *p != keys::POOL_REF_AUTO)
+            && self
                 .ctx
                 .cache
                 .pool(&(self.key.0.clone(), pool.to_string()))
                 .is_none()
-            {
-                spec_problem = Some((
-                    "PoolNotFound".into(),
-                    format!("pool {pool} does not exist in namespace {}", self.key.0),
-                ));
-            }
+        {
+            spec_problem = Some((
+                "PoolNotFound".into(),
+                format!("pool {pool} does not exist in namespace {}", self.key.0),
+            ));
         }
         if bs.pool_ref().is_none() && spec_problem.is_none() {
             self.created.retain(|n, at| {
@@ -367,10 +366,10 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         }
     }
     for name in work.delete_pods {
-        if let Err(e) = pods.delete(&name, &DeleteParams::background()).await {
-            if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                tracing::warn!(pod = %name, error = %e, "deleting a sandbox pod failed");
-            }
+        if let Err(e) = pods.delete(&name, &DeleteParams::background()).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+        {
+            tracing::warn!(pod = %name, error = %e, "deleting a sandbox pod failed");
         }
     }
     if let Some(endpoints) = work.endpoints {

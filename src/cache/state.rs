@@ -453,12 +453,12 @@ fn unindex_pod(idx: &mut Indexes, pod: &PodInfo) {
             }
         }
     }
-    if let Some(o) = &pod.owner {
-        if let Some(set) = idx.pods_by_owner.get_mut(&o.uid) {
-            set.remove(&pod.key());
-            if set.is_empty() {
-                idx.pods_by_owner.remove(&o.uid);
-            }
+    if let Some(o) = &pod.owner
+        && let Some(set) = idx.pods_by_owner.get_mut(&o.uid)
+    {
+        set.remove(&pod.key());
+        if set.is_empty() {
+            idx.pods_by_owner.remove(&o.uid);
         }
     }
 }
@@ -468,10 +468,10 @@ fn pod_targets(idx: &Indexes, pod: &PodInfo, targets: &mut Vec<Target>) {
     if let Some(pool) = &pod.pool {
         targets.push(Target::Pool((pod.namespace.clone(), pool.clone())));
     }
-    if let Some(o) = &pod.owner {
-        if o.kind == "BatchSandbox" {
-            targets.push(Target::Sandbox((pod.namespace.clone(), o.name.clone())));
-        }
+    if let Some(o) = &pod.owner
+        && o.kind == "BatchSandbox"
+    {
+        targets.push(Target::Sandbox((pod.namespace.clone(), o.name.clone())));
     }
     if let Some(holder) = idx.ledger_holder.get(&pod.key()) {
         targets.push(Target::Sandbox(holder.clone()));
