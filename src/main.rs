@@ -100,10 +100,42 @@ struct ManagerArgs {
     /// Health probe address (`/healthz`, `/readyz`).
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_probe_bind_address: String,
+    /// Address of the OpenSandbox SDK lifecycle API (`0` disables it).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    api_bind_address: String,
+    /// Lifecycle API configuration (TOML, compatible with the upstream server's keys).
+    #[arg(long, env = "SANDBOX_CONFIG_PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Image whose static `/opensandbox-executor` an init container copies into sandboxes.
+    #[arg(long, default_value = concat!("opensandbox/executor:", env!("CARGO_PKG_VERSION")))]
+    executor_image: String,
+    /// Reference image for Pool task sidecars (defaults to the executor image).
+    #[arg(long)]
+    task_executor_image: Option<String>,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
     #[arg(long, default_value = "info")]
     log_level: String,
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+}
+
+/// Pause/resume (SandboxSnapshot commit Jobs). The values are validated and reported at
+/// start; the snapshot controller that uses them is not part of this build yet.
+#[derive(clap::Args, Debug)]
+struct SnapshotArgs {
+    #[arg(long, default_value = "")]
+    snapshot_registry: String,
+    #[arg(long, default_value = "")]
+    snapshot_push_secret: String,
+    #[arg(long, default_value = "")]
+    resume_pull_secret: String,
+    #[arg(long, default_value = "image-committer:dev")]
+    image_committer_image: String,
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    commit_job_timeout: Duration,
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    snapshot_registry_insecure: bool,
 }
 
 fn parse_addr(flag: &str, value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
@@ -127,6 +159,22 @@ fn host_name() -> String {
 
 fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_level, args.log_format == "json");
+    if !args.snapshot.snapshot_registry.is_empty() {
+        tracing::warn!(
+            registry = %args.snapshot.snapshot_registry,
+            committer = %args.snapshot.image_committer_image,
+            timeout = ?args.snapshot.commit_job_timeout,
+            insecure = args.snapshot.snapshot_registry_insecure,
+            push_secret = %args.snapshot.snapshot_push_secret,
+            pull_secret = %args.snapshot.resume_pull_secret,
+            "snapshot settings are accepted, but pause/resume is not implemented in this build"
+        );
+    }
+    tracing::info!(
+        executor_image = %args.executor_image,
+        task_executor_image = %args.task_executor_image.as_deref().unwrap_or(&args.executor_image),
+        "sandbox images"
+    );
     let identity = args.identity.clone().unwrap_or_else(host_name);
     let opts = ManagerOptions {
         namespace: Some(args.namespace.clone()).filter(|n| !n.is_empty()),
