@@ -303,10 +303,9 @@ async fn watch_loop(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, work
                 if ws
                     .get(&k)
                     .is_some_and(|w| w.uid == pod.uid().unwrap_or_default())
+                    && let Some(w) = ws.remove(&k)
                 {
-                    if let Some(w) = ws.remove(&k) {
-                        w.delete(false);
-                    }
+                    w.delete(false);
                 }
             }
         }
@@ -324,10 +323,10 @@ fn on_apply(
     let mut previous = None;
     if let Some(w) = ws.get(&k) {
         if w.uid == uid {
-            if pod.metadata.deletion_timestamp.is_some() {
-                if let Some(w) = ws.remove(&k) {
-                    w.delete(true);
-                }
+            if pod.metadata.deletion_timestamp.is_some()
+                && let Some(w) = ws.remove(&k)
+            {
+                w.delete(true);
             }
             return;
         }
