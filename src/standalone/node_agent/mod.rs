@@ -55,6 +55,10 @@ pub enum NodeAgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("starting the pod's process thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the pod's process thread ended before reporting")]
+    ThreadDied,
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
 }
@@ -230,8 +234,14 @@ pub fn start(client: Client, opts: NodeAgentOptions) -> NodeAgentHandle {
         cgroups = %cgroups.describe(),
         "node agent starting"
     );
-    if executor.is_none() {
-        tracing::error!("{}", NodeAgentError::ExecutorNotFound);
+    match &executor {
+        None => tracing::error!("{}", NodeAgentError::ExecutorNotFound),
+        // Sandboxes get a private /tmp, which hides anything below the host's /tmp.
+        Some(p) if opts.namespaces && p.starts_with("/tmp") => tracing::warn!(
+            executor = %p.display(),
+            "the executor lives under /tmp and is invisible inside sandboxes; install it elsewhere"
+        ),
+        Some(_) => {}
     }
     let shared = Arc::new(Shared {
         client,

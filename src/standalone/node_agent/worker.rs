@@ -386,14 +386,9 @@ impl Worker {
                 }
             });
         if let Err(e) = thread {
-            return Err(NodeAgentError::Dirs {
-                path: self.pod_dir.clone(),
-                source: e,
-            });
+            return Err(NodeAgentError::Thread(e));
         }
-        let (r, fallback) = started_rx
-            .await
-            .map_err(|_| NodeAgentError::Spawn(SpawnError::EmptyCommand))?;
+        let (r, fallback) = started_rx.await.map_err(|_| NodeAgentError::ThreadDied)?;
         if let Some(reason) = fallback {
             tracing::warn!(pod = %self.key, %reason, "namespaces denied, running the pod in a process group");
             self.namespaces = false;
@@ -566,5 +561,62 @@ impl Worker {
             }
         }
         tracing::info!(pod = %self.key, ?how, "pod stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(v: Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn entrypoint_defaults_and_joins_args() {
+        let c = container(json!({"name": "m"}));
+        assert_eq!(entrypoint(&c), ["tail", "-f", "/dev/null"]);
+        let c = container(json!({"name": "m", "command": ["sh", "-c"], "args": ["echo hi"]}));
+        assert_eq!(entrypoint(&c), ["sh", "-c", "echo hi"]);
+        let c = container(json!({"name": "m", "args": ["sleep", "1"]}));
+        assert_eq!(entrypoint(&c), ["sleep", "1"]);
+    }
+
+    #[test]
+    fn limits_from_resources_with_bad_values_reported() {
+        let c = container(
+            json!({"name": "m", "resources": {"limits": {"cpu": "250m", "memory": "bogus"}}}),
+        );
+        let mut w = Vec::new();
+        let l = limits(&c, 4096, &mut w);
+        assert_eq!(l.cpu_quota_us, Some(25_000));
+        assert_eq!(l.memory_bytes, None);
+        assert_eq!(l.pids_max, Some(4096));
+        assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn grace_is_capped() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "terminationGracePeriodSeconds": 1}})).unwrap();
+        assert_eq!(grace(&pod, Duration::from_secs(2)), Duration::from_secs(1));
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}))
+                .unwrap();
+        assert_eq!(grace(&pod, Duration::from_secs(2)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn env_overrides_keep_order() {
+        let mut env = Vec::new();
+        set(&mut env, "A", "1".into());
+        set(&mut env, "B", "2".into());
+        set(&mut env, "A", "3".into());
+        assert_eq!(
+            env,
+            [
+                ("A".to_string(), "3".to_string()),
+                ("B".to_string(), "2".to_string())
+            ]
+        );
     }
 }
