@@ -547,3 +547,49 @@ async fn dropping_the_agent_kills_everything_and_a_new_agent_restarts_pods() {
     agent.shutdown().await;
     let _ = &e.dir;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_group_fallback_runs_and_cleans_up() {
+    let e = env("plain", |o| o.namespaces = false);
+    let agent = e.start();
+    create(
+        &e.pods,
+        "pg",
+        "echo $POD_IP > ip.txt; sleep 60 & exec sleep 61",
+        "Always",
+        json!({}),
+    )
+    .await;
+    let p = wait_for(&e.pods, "pg", "Ready", ready).await;
+    assert!(
+        message(&p).contains("process group (namespaces disabled)"),
+        "{}",
+        message(&p)
+    );
+    let ip = p.status.clone().unwrap().pod_ip.unwrap();
+    assert!(ping(&ip).contains(" 200 "));
+    assert_eq!(
+        wait_file(&e.pod_dir("plain", "pg").join("workspace/ip.txt"))
+            .await
+            .trim(),
+        ip
+    );
+    let pid = pid_of(&p);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut procs = tree(pid);
+    while procs.len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        procs = tree(pid);
+    }
+    assert!(procs.len() >= 3, "{procs:?}");
+    e.pods.delete("pg", &DeleteParams::default()).await.unwrap();
+    let dir = e.pod_dir("plain", "pg");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (procs.iter().any(|p| alive(*p)) || dir.exists()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<_> = procs.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "survivors: {left:?}");
+    assert!(!dir.exists());
+    agent.shutdown().await;
+}
