@@ -343,7 +343,9 @@ fn on_apply(
         // Same name, new pod: the old one is gone; its cleanup must finish first.
         previous = ws.remove(&k).map(|w| w.delete(false));
     }
-    if pod.metadata.deletion_timestamp.is_some() || is_finished(&pod) {
+    // A terminating pod we never ran still needs its directories removed and its deletion
+    // confirmed; the worker does only that.
+    if is_finished(&pod) && pod.metadata.deletion_timestamp.is_none() {
         return;
     }
     let (tx, rx) = watch::channel(None);

@@ -165,7 +165,11 @@ pub(super) async fn run(
     let Some(mut w) = Worker::new(shared, key, &pod) else {
         return;
     };
-    let how = w.supervise(&mut stop).await;
+    let how = if pod.metadata.deletion_timestamp.is_some() {
+        Stop::Delete { confirm: true }
+    } else {
+        w.supervise(&mut stop).await
+    };
     w.cleanup(how).await;
 }
 
