@@ -2,4 +2,5 @@
 
 pub mod apiserver;
 pub mod kubelet_sim;
+pub mod node_agent;
 pub mod run;
