@@ -1015,7 +1015,25 @@ async fn backend(release: tokio::sync::oneshot::Receiver<()>) -> u16 {
                     buf.extend_from_slice(&tmp[..n]);
                 }
                 let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-                if head.starts_with("GET /sse") {
+                if head.starts_with("GET /ws") {
+                    assert!(
+                        head.to_ascii_lowercase().contains("upgrade: websocket"),
+                        "{head}"
+                    );
+                    sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: test-accept\r\n\r\n").await.unwrap();
+                    let mut rest = buf[head_end..].to_vec();
+                    loop {
+                        if !rest.is_empty() {
+                            sock.write_all(&rest).await.unwrap();
+                            rest.clear();
+                        }
+                        let n = sock.read(&mut tmp).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        rest.extend_from_slice(&tmp[..n]);
+                    }
+                } else if head.starts_with("GET /sse") {
                     sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nserver: backend\r\n\r\n").await.unwrap();
                     let one = b"data: one\n\n";
                     sock.write_all(format!("{:x}\r\n", one.len()).as_bytes())
@@ -1156,4 +1174,85 @@ async fn proxy_forwards_to_the_pod_and_streams_sse() {
     .await;
     assert_eq!(r.status(), 502);
     assert_eq!(body_json(r).await["code"], "BACKEND_CONNECTION_FAILED");
+}
+
+#[actix_rt::test]
+async fn proxy_relays_websocket_upgrades() {
+    let mut c = cfg();
+    c.answer_pending = true;
+    let e = env(c).await;
+    let (_release_tx, release_rx) = tokio::sync::oneshot::channel();
+    let port = backend(release_rx).await;
+    let st = e.state.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let st = st.clone();
+        App::new().configure(move |c| configure(c, st.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    let app = app!(e);
+    let r = test::call_service(&app, post("/v1/sandboxes", sdk_body()).to_request()).await;
+    let id = body_json(r).await["id"].as_str().unwrap().to_string();
+    let api: Api<BatchSandbox> = Api::namespaced(e.s.client(), "default");
+    api.patch(
+        &id,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {keys::ANNOTATION_ENDPOINTS: "[\"127.0.0.1\"]"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let st = e.state.clone();
+    eventually("address cached", || {
+        st.backend
+            .find(&id)
+            .is_some_and(|b| b.annotations().contains_key(keys::ANNOTATION_ENDPOINTS))
+    })
+    .await;
+
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /v1/sandboxes/{id}/proxy/{port}/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 1024];
+    let head_end = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut tmp))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: test-accept"), "{head}");
+    sock.write_all(b"\x81\x04ping").await.unwrap();
+    let mut echoed = buf[head_end..].to_vec();
+    while echoed.len() < 6 {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut tmp))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        echoed.extend_from_slice(&tmp[..n]);
+    }
+    assert_eq!(&echoed[..], b"\x81\x04ping");
+    handle.stop(false).await;
 }

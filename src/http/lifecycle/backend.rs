@@ -293,12 +293,14 @@ impl Backend {
         names.push(bs.name_any());
         let mut rows: Vec<(String, String)> = Vec::new();
         let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let core: Api<CoreEvent> = Api::namespaced(self.client.clone(), &self.namespace);
         let new: Api<EventsEvent> = Api::namespaced(self.client.clone(), &self.namespace);
         for name in &names {
             let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
             match core.list(&lp).await {
                 Ok(list) => rows.extend(list.items.into_iter().map(|e| {
+                    seen.insert(e.metadata.name.clone().unwrap_or_default());
                     let at = e
                         .last_timestamp
                         .as_ref()
@@ -324,27 +326,33 @@ impl Backend {
             }
             let lp = ListParams::default().fields(&format!("regarding.name={name}"));
             match new.list(&lp).await {
-                Ok(list) => rows.extend(list.items.into_iter().map(|e| {
-                    let at = e
-                        .event_time
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .or_else(|| {
-                            e.metadata
-                                .creation_timestamp
+                // On a real cluster both APIs show the same objects: skip those seen.
+                Ok(list) => rows.extend(
+                    list.items
+                        .into_iter()
+                        .filter(|e| !seen.contains(e.metadata.name.as_deref().unwrap_or_default()))
+                        .map(|e| {
+                            let at = e
+                                .event_time
                                 .as_ref()
                                 .map(|t| t.0.to_string())
-                        })
-                        .unwrap_or_default();
-                    let line = format!(
-                        "{at} {} {} {}: {}",
-                        e.type_.unwrap_or_default(),
-                        e.regarding.and_then(|r| r.name).unwrap_or_default(),
-                        e.reason.unwrap_or_default(),
-                        e.note.unwrap_or_default()
-                    );
-                    (at, line)
-                })),
+                                .or_else(|| {
+                                    e.metadata
+                                        .creation_timestamp
+                                        .as_ref()
+                                        .map(|t| t.0.to_string())
+                                })
+                                .unwrap_or_default();
+                            let line = format!(
+                                "{at} {} {} {}: {}",
+                                e.type_.unwrap_or_default(),
+                                e.regarding.and_then(|r| r.name).unwrap_or_default(),
+                                e.reason.unwrap_or_default(),
+                                e.note.unwrap_or_default()
+                            );
+                            (at, line)
+                        }),
+                ),
                 Err(e) => warnings.push(format!("Failed to list events.k8s.io/v1 events: {e}")),
             }
         }

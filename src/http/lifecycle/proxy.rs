@@ -1,5 +1,6 @@
 //! Server-side proxy: `/sandboxes/{id}/proxy/{port}/{path...}` streamed to that sandbox's own
-//! pod IP (never any other host), without auth, cookie or hop-by-hop headers.
+//! pod IP (never any other host), without auth, cookie or hop-by-hop headers. WebSocket
+//! upgrades are relayed as raw bytes once the backend answers 101.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyDataStream, BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::LifecycleState;
 use super::error::ApiError;
@@ -84,12 +86,6 @@ pub async fn proxy(
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if is_ws {
-        return Err(ApiError::bad_request(
-            "GENERAL::UNKNOWN_ERROR",
-            "WebSocket upgrades are not supported by this proxy yet.",
-        ));
-    }
     let ip = resolve_ip(&state, &id)?;
     let mut uri = format!("/{tail}");
     if !req.query_string().is_empty() {
@@ -106,6 +102,11 @@ pub async fn proxy(
             continue;
         }
         builder = builder.header(n, value.as_bytes());
+    }
+    if is_ws {
+        builder = builder
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket");
     }
     let host = if ip.is_ipv6() {
         format!("[{ip}]:{port}")
@@ -124,28 +125,29 @@ pub async fn proxy(
             .unwrap_or_else(|_| peer.to_string());
         builder = builder.header("x-forwarded-for", peer);
     }
-    let has_body = req.headers().contains_key("content-length")
+    let has_body = !is_ws && req.headers().contains_key("content-length")
         || req.headers().contains_key("transfer-encoding");
-    let body: UnsyncBoxBody<Bytes, std::io::Error> = if has_body {
-        // actix's payload is !Send; a bounded channel hands its chunks to hyper.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut payload = payload;
-        actix_rt::spawn(async move {
-            while let Some(chunk) = payload.next().await {
-                let frame = chunk
-                    .map(Frame::data)
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                if tx.send(frame).await.is_err() {
-                    break;
+    let mut payload = Some(payload);
+    let body: UnsyncBoxBody<Bytes, std::io::Error> =
+        if has_body && let Some(mut payload) = payload.take() {
+            // actix's payload is !Send; a bounded channel hands its chunks to hyper.
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            actix_rt::spawn(async move {
+                while let Some(chunk) = payload.next().await {
+                    let frame = chunk
+                        .map(Frame::data)
+                        .map_err(|e| std::io::Error::other(e.to_string()));
+                    if tx.send(frame).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        UnsyncBoxBody::new(StreamBody::new(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
-    } else {
-        UnsyncBoxBody::new(Empty::new().map_err(|never| match never {}))
-    };
+            });
+            UnsyncBoxBody::new(StreamBody::new(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+        } else {
+            UnsyncBoxBody::new(Empty::new().map_err(|never| match never {}))
+        };
     let request = builder
         .body(body)
         .map_err(|e| ApiError::validation(format!("cannot forward request: {e}")))?;
@@ -179,7 +181,7 @@ pub async fn proxy(
             )
         })?;
     actix_rt::spawn(async move {
-        if let Err(e) = connection.await {
+        if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "proxy backend connection ended");
         }
     });
@@ -201,6 +203,14 @@ pub async fn proxy(
             ));
         }
     };
+    if is_ws && response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+        return websocket_relay(response, payload).await;
+    }
+    Ok(relay_response(response))
+}
+
+/// Streams a backend response back, without hop-by-hop headers or `server`.
+fn relay_response(response: hyper::Response<hyper::body::Incoming>) -> HttpResponse {
     let (parts, incoming) = response.into_parts();
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = HttpResponse::build(status);
@@ -225,8 +235,52 @@ pub async fn proxy(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunks = BodyDataStream::new(incoming).map(|r| r.map_err(std::io::Error::other));
-    Ok(match length {
+    match length {
         Some(len) => out.body(SizedStream::new(len, chunks.boxed())),
         None => out.streaming(chunks),
-    })
+    }
+}
+
+/// After the backend accepted a WebSocket upgrade: answers 101 to the client and relays raw
+/// bytes both ways (frames pass through untouched).
+async fn websocket_relay(
+    response: hyper::Response<hyper::body::Incoming>,
+    payload: Option<web::Payload>,
+) -> Result<HttpResponse, ApiError> {
+    let mut out = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    out.upgrade("websocket");
+    for (name, value) in response.headers() {
+        if name.as_str().starts_with("sec-websocket-") {
+            out.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    let upgraded = hyper::upgrade::on(response).await.map_err(|e| {
+        backend_error(
+            StatusCode::BAD_GATEWAY,
+            "BACKEND_RESPONSE_FAILED",
+            format!("WebSocket upgrade with the backend failed: {e}"),
+        )
+    })?;
+    let (rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+    if let Some(mut payload) = payload {
+        actix_rt::spawn(async move {
+            while let Some(Ok(chunk)) = payload.next().await {
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+    }
+    let down =
+        futures::stream::unfold((rd, vec![0u8; 16 * 1024]), |(mut rd, mut buf)| async move {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    Some((Ok::<_, std::io::Error>(chunk), (rd, buf)))
+                }
+            }
+        });
+    Ok(out.streaming(down))
 }
