@@ -345,4 +345,22 @@ mod tests {
         let cfg = ServerConfig::from_toml_str("[server]\napi_key = \"  \"\n").unwrap();
         assert_eq!(cfg.api_key, None);
     }
+
+    #[test]
+    fn load_reads_the_given_file_and_defaults_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.toml");
+        std::fs::write(
+            &path,
+            "[kubernetes]\nnamespace = \"team\"\n[server]\nport = 0\n",
+        )
+        .unwrap();
+        let e = ServerConfig::load(Some(&path)).unwrap_err();
+        assert_eq!(e.to_string(), "server.port: must be between 1 and 65535");
+        std::fs::write(&path, "[kubernetes]\nnamespace = \"team\"\n").unwrap();
+        assert_eq!(ServerConfig::load(Some(&path)).unwrap().namespace, "team");
+        let missing = ServerConfig::load(Some(&dir.path().join("nope.toml"))).unwrap();
+        assert_eq!(missing.namespace, "default");
+        assert_eq!(missing.warnings.len(), 1);
+    }
 }

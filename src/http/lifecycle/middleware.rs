@@ -136,11 +136,11 @@ fn admit(req: &ServiceRequest, state: &LifecycleState) -> Result<(), ApiError> {
     {
         let bucket = match (&state.config.api_key, presented) {
             (Some(_), Some(p)) if !exempt => String::from_utf8_lossy(&p).into_owned(),
+            // The peer address, not X-Forwarded-For: clients must not pick their bucket.
             _ => req
-                .connection_info()
-                .realip_remote_addr()
-                .unwrap_or("unknown")
-                .to_string(),
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_string()),
         };
         if let Err(wait) = rl.check(&bucket) {
             let mut e = ApiError::new(

@@ -108,6 +108,22 @@ fn shared_routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// Serves the lifecycle API alone on `addr` (for callers that do not build their own app).
+pub fn lifecycle_server(
+    addr: std::net::SocketAddr,
+    state: web::Data<LifecycleState>,
+    workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    Ok(actix_web::HttpServer::new(move || {
+        let state = state.clone();
+        actix_web::App::new().configure(move |cfg| configure(cfg, state.clone()))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .bind(addr)?
+    .run())
+}
+
 /// Registers the lifecycle API (with its middleware, JSON limits and 422 mapping) on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<LifecycleState>) {
     let limit = state.config.max_body_bytes;

@@ -382,4 +382,55 @@ mod tests {
         assert!(parse_time("2026-01-01T00:10:00").is_some());
         assert!(parse_time("not-a-datetime").is_none());
     }
+
+    fn with_status(status: Value, endpoints: Option<&str>) -> BatchSandbox {
+        let mut v = build_batch_sandbox(&spec(), "exec:1", "IfNotPresent");
+        v["status"] = status;
+        if let Some(e) = endpoints {
+            v["metadata"]["annotations"] = json!({keys::ANNOTATION_ENDPOINTS: e});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn state_mapping_follows_phase_then_counters() {
+        let cases = [
+            (json!({"phase": "Succeed"}), None, "Running", "RUNNING"),
+            (json!({"phase": "Pending"}), None, "Pending", "CREATING"),
+            (json!({"phase": "Paused"}), None, "Paused", "PAUSED"),
+            (json!({"phase": "Failed"}), None, "Failed", "FAILED"),
+            (
+                json!({"ready": 1}),
+                Some("[\"10.0.0.1\"]"),
+                "Running",
+                "POD_READY_WITH_IP",
+            ),
+            (
+                json!({"allocated": 1}),
+                Some("[\"10.0.0.1\"]"),
+                "Allocated",
+                "IP_ASSIGNED",
+            ),
+            (
+                json!({"allocated": 1}),
+                Some("not json"),
+                "Pending",
+                "POD_SCHEDULED",
+            ),
+            (json!({}), Some("[]"), "Pending", "BATCHSANDBOX_PENDING"),
+        ];
+        for (status, endpoints, state, reason) in cases {
+            let st = sandbox_status(&with_status(status.clone(), endpoints));
+            assert_eq!(st.state, state, "{status}");
+            assert_eq!(st.reason.as_deref(), Some(reason), "{status}");
+        }
+        let failed = with_status(
+            json!({"phase": "Failed", "conditions": [{"type": "PodFailed", "status": "True", "message": "OOMKilled"}]}),
+            None,
+        );
+        assert_eq!(
+            sandbox_status(&failed).message.as_deref(),
+            Some("OOMKilled")
+        );
+    }
 }
