@@ -1052,6 +1052,10 @@ async fn backend(release: tokio::sync::oneshot::Receiver<()>) -> u16 {
                     sock.write_all(two).await.unwrap();
                     sock.write_all(b"\r\n0\r\n\r\n").await.unwrap();
                 } else {
+                    if head.starts_with("GET /redirect") {
+                        sock.write_all(b"HTTP/1.1 302 Found\r\nlocation: /login?next=1\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                        return;
+                    }
                     let out = json!({"head": head, "body": body}).to_string();
                     sock.write_all(format!("HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-backend: yes\r\n\r\n{out}", out.len()).as_bytes()).await.unwrap();
                 }
@@ -1150,6 +1154,20 @@ async fn proxy_forwards_to_the_pod_and_streams_sse() {
     release_tx.send(()).unwrap();
     let rest = actix_web::body::to_bytes(body).await.unwrap_or_default();
     assert_eq!(&rest[..], b"data: two\n\n");
+
+    // Root-relative redirects stay under the proxy prefix.
+    let r = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/v1/sandboxes/{id}/proxy/{port}/redirect"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers().get("location").unwrap().to_str().unwrap(),
+        format!("/v1/sandboxes/{id}/proxy/{port}/login?next=1")
+    );
 
     // A sandbox without an address, and a closed port.
     let r = test::call_service(

@@ -206,11 +206,40 @@ pub async fn proxy(
     if is_ws && response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
         return websocket_relay(response, payload).await;
     }
-    Ok(relay_response(response))
+    let mount = match &state.config.eip {
+        Some(eip) => {
+            let eip = eip.trim_end_matches('/');
+            let eip = eip
+                .strip_prefix("http://")
+                .or_else(|| eip.strip_prefix("https://"))
+                .unwrap_or(eip);
+            eip.find('/')
+                .map(|i| eip[i..].to_string())
+                .unwrap_or_default()
+        }
+        None if req.path().starts_with("/v1/") => "/v1".to_string(),
+        None => String::new(),
+    };
+    let prefix = format!("{mount}/sandboxes/{id}/proxy/{port}");
+    Ok(relay_response(
+        response,
+        &prefix,
+        req.method() == actix_web::http::Method::HEAD,
+    ))
+}
+
+/// Keeps root-relative redirects inside the proxy prefix.
+fn rewrite_location(location: &str, prefix: &str) -> Option<String> {
+    (location.starts_with('/') && !location.starts_with("//"))
+        .then(|| format!("{prefix}{location}"))
 }
 
 /// Streams a backend response back, without hop-by-hop headers or `server`.
-fn relay_response(response: hyper::Response<hyper::body::Incoming>) -> HttpResponse {
+fn relay_response(
+    response: hyper::Response<hyper::body::Incoming>,
+    prefix: &str,
+    head: bool,
+) -> HttpResponse {
     let (parts, incoming) = response.into_parts();
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = HttpResponse::build(status);
@@ -227,7 +256,19 @@ fn relay_response(response: hyper::Response<hyper::body::Incoming>) -> HttpRespo
         if DROP_RESPONSE.contains(&n) || listed.iter().any(|l| l == n) {
             continue;
         }
+        if n == "location"
+            && let Some(loc) = value
+                .to_str()
+                .ok()
+                .and_then(|l| rewrite_location(l, prefix))
+        {
+            out.append_header((n, loc));
+            continue;
+        }
         out.append_header((n, value.as_bytes()));
+    }
+    if head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return out.finish();
     }
     let length = parts
         .headers
