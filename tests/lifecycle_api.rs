@@ -1274,3 +1274,55 @@ async fn proxy_relays_websocket_upgrades() {
     assert_eq!(&echoed[..], b"\x81\x04ping");
     handle.stop(false).await;
 }
+
+#[actix_rt::test]
+async fn auth_is_disabled_without_a_configured_key() {
+    let mut c = cfg();
+    c.api_key = None;
+    c.answer_pending = true;
+    let e = env(c).await;
+    let app = app!(e);
+    let r = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/v1/sandboxes").to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // A pool-mode sandbox reads back with image "unknown" and the default entrypoint.
+    let pools: Api<opensandbox::crd::Pool> = Api::namespaced(e.s.client(), "default");
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(common::pool_json("p1", 0, 0, 0, 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let st = e.state.clone();
+    eventually("pool cached", || st.backend.pool("p1").is_some()).await;
+    let r = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/sandboxes")
+            .set_json(json!({"extensions": {"poolRef": "p1"}}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let v = body_json(r).await;
+    assert_no_nulls(&v);
+    assert_eq!(v["entrypoint"], json!(["tail", "-f", "/dev/null"]));
+    assert!(v.get("expiresAt").is_none());
+    let id = v["id"].as_str().unwrap().to_string();
+    let st = e.state.clone();
+    eventually("sandbox cached", || st.backend.find(&id).is_some()).await;
+    let r = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/sandboxes/{id}"))
+            .to_request(),
+    )
+    .await;
+    let v = body_json(r).await;
+    assert_eq!(v["image"]["uri"], "unknown");
+    assert_eq!(v["status"]["state"], "Pending");
+}

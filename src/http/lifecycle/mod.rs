@@ -1,7 +1,10 @@
 //! The OpenSandbox SDK lifecycle API (reference/lifecycle-api.md, sdk-1.1.1-addendum.md):
 //! sandboxes as BatchSandbox objects, pools, endpoints, diagnostics and the server proxy.
 //!
-//! Mount with [`configure`]; every route exists at the root and under `/v1`.
+//! Mount with [`configure`]; every route exists at the root and under `/v1`. The API is one
+//! catch-all scope (its middleware must see unmatched paths too, so auth runs before routing
+//! and unknown paths get the JSON envelope): register any other routes of the same app
+//! *before* calling [`configure`], or serve it alone with [`lifecycle_server`].
 
 pub mod backend;
 pub mod config;

@@ -100,6 +100,17 @@ pub fn create_spec(
         .get("poolRef")
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty());
+    if let Some(v) = ext.get("access.renew.extend.seconds") {
+        let ok = v
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|n| (300..=86400).contains(&n));
+        if !ok {
+            return Err(ApiError::invalid_parameter(format!(
+                "extensions.access.renew.extend.seconds must be an integer between 300 and 86400, got {v:?}"
+            )));
+        }
+    }
     let cred_proxy = req.credential_proxy.as_ref().is_some_and(|c| c.enabled);
     if !blank(&req.template_id) {
         return Err(ApiError::invalid_parameter(
