@@ -1,4 +1,5 @@
 //! actix-web servers of the manager: health probes and Prometheus metrics (and, with the SDK
 //! lifecycle API, the routes the OpenSandbox SDKs call).
 
+pub mod lifecycle;
 pub mod probes;
