@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
+use opensandbox::http::lifecycle::ServerConfig;
 use opensandbox::kubeclient::ClientLimits;
 use opensandbox::manager::{LeaderOptions, Manager, ManagerOptions};
 use opensandbox::standalone::run::{StandaloneOptions, default_state_dir};
@@ -35,6 +36,15 @@ enum Command {
         /// Address of the embedded Kubernetes API (port 0: any free loopback port).
         #[arg(long, default_value = "127.0.0.1:0")]
         kube_listen: std::net::SocketAddr,
+        /// Address of the OpenSandbox SDK API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// API key the SDK must send (OPEN-SANDBOX-API-KEY); needed beyond loopback.
+        #[arg(long, env = "OPENSANDBOX_SERVER_API_KEY")]
+        api_key: Option<String>,
+        /// Do not create the `default` Pool.
+        #[arg(long)]
+        no_default_pool: bool,
     },
 }
 
@@ -46,9 +56,15 @@ fn main() -> anyhow::Result<()> {
         Command::Standalone {
             state_dir,
             kube_listen,
+            listen,
+            api_key,
+            no_default_pool,
         } => standalone(StandaloneOptions {
             state_dir: state_dir.unwrap_or_else(default_state_dir),
             kube_listen,
+            listen,
+            api_key,
+            default_pool: !no_default_pool,
         }),
     }
 }
@@ -192,6 +208,22 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
         }),
         identity,
         health_addr: parse_addr("health-probe-bind-address", &args.health_probe_bind_address)?,
+        api: match parse_addr("api-bind-address", &args.api_bind_address)? {
+            None => None,
+            Some(addr) => {
+                let mut config = ServerConfig::load(args.config.as_deref())
+                    .with_context(|| "loading the lifecycle API configuration")?;
+                for w in &config.warnings {
+                    tracing::warn!("{w}");
+                }
+                if config.executor_image.is_empty()
+                    || config.executor_image == ServerConfig::default().executor_image
+                {
+                    config.executor_image = args.executor_image.clone();
+                }
+                Some((addr, config))
+            }
+        },
         metrics_addr: parse_addr("metrics-bind-address", &args.metrics_bind_address)?,
         ..ManagerOptions::default()
     };
@@ -232,24 +264,16 @@ fn actor_system() -> actix::SystemRunner {
 }
 
 fn standalone(opts: StandaloneOptions) -> anyhow::Result<()> {
-    init_tracing("info", false);
+    init_tracing("info,actix_server=warn", false);
     actor_system().block_on(async move {
-        let running = opensandbox::standalone::run::start(&opts).await?;
-        let manager = Manager::start(
-            running.api.client(),
-            &ManagerOptions {
-                identity: "standalone".to_string(),
-                ..ManagerOptions::default()
-            },
-        )
-        .await?;
-        print!(
-            "{}",
-            opensandbox::standalone::run::banner(&running, &opts.state_dir)
-        );
+        let running = opensandbox::standalone::run::launch(&opts).await?;
+        print!("{}", opensandbox::standalone::run::banner(&running, &opts));
+        actix_rt::spawn(opensandbox::standalone::run::report_warmup(
+            running.manager.cache.clone(),
+        ));
         shutdown_signal().await;
-        eprintln!("shutting down");
-        manager.shutdown().await;
+        eprintln!("shutting down: stopping the manager and every sandbox");
+        running.shutdown().await;
         Ok(())
     })
 }

@@ -14,6 +14,9 @@ use crate::actors::leader::{
 };
 use crate::actors::{ActorConfig, Controller, run_actors};
 use crate::cache::{Cache, InformerConfig};
+use actix_web::web;
+
+use crate::http::lifecycle::{LifecycleState, ServerConfig, lifecycle_server};
 use crate::http::probes;
 
 /// Leader election settings.
@@ -39,6 +42,8 @@ pub struct ManagerOptions {
     pub metrics_addr: Option<SocketAddr>,
     pub actors: ActorConfig,
     pub relist_interval: Option<Duration>,
+    /// The SDK lifecycle API: where it listens and how it is configured.
+    pub api: Option<(SocketAddr, ServerConfig)>,
 }
 
 /// Problems starting the manager.
@@ -87,6 +92,19 @@ impl Manager {
             informer_cfg.relist_interval = r;
         }
         let informers = crate::cache::informer::start(client.clone(), cache.clone(), &informer_cfg);
+        if let Some((addr, config)) = &opts.api {
+            let state = web::Data::new(LifecycleState::new(
+                client.clone(),
+                cache.clone(),
+                config.clone(),
+            ));
+            let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            servers.push(srv.handle());
+            actix_rt::spawn(srv);
+        }
         let leader = match &opts.leader {
             Some(l) => Some(LeaderElector::spawn(
                 client.clone(),

@@ -143,7 +143,29 @@ fn envs_file(tmp: &std::path::Path) -> PathBuf {
     path
 }
 
+/// `opensandbox-executor install DEST`: copies this binary to DEST (mode 0755). The init
+/// container of a sandbox pod uses it, since the executor image holds no shell to copy with.
+fn install(dest: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe().context("locating the executor binary")?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::copy(&me, dest).with_context(|| format!("copying to {}", dest.display()))?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", dest.display()))?;
+    println!("installed {}", dest.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("install") {
+        let dest = raw
+            .get(2)
+            .context("usage: opensandbox-executor install DEST")?;
+        return install(std::path::Path::new(dest));
+    }
     let args = Args::parse_from(normalize_args());
     if supervisor::should_run_init(args.no_init) {
         let code = supervisor::run_init().context("running as init")?;

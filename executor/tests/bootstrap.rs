@@ -119,3 +119,27 @@ fn reaps_orphaned_zombies_as_pid1() {
     }
     assert_eq!(std::fs::read_to_string(&report).unwrap().trim(), "0");
 }
+
+#[test]
+fn install_copies_the_binary_for_init_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("bin/opensandbox-executor");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opensandbox-executor"))
+        .arg("install")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    let version = std::process::Command::new(&dest)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+}

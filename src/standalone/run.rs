@@ -1,19 +1,32 @@
 //! `opensandbox standalone`: the platform on one machine.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde_json::Value;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
 
 use super::apiserver::ApiServer;
+use super::node_agent::{self, NodeAgentHandle, NodeAgentOptions};
+use crate::cache::Cache;
+use crate::crd::Pool;
+use crate::http::lifecycle::ServerConfig;
+use crate::manager::{Manager, ManagerOptions};
 
 /// Options of the standalone command.
 #[derive(Clone, Debug)]
 pub struct StandaloneOptions {
-    /// Where the kubeconfig (and, later, persisted objects) live.
+    /// Where the kubeconfig and the sandboxes' directories live.
     pub state_dir: PathBuf,
     /// Address of the embedded Kubernetes API (port 0 picks a free one).
     pub kube_listen: SocketAddr,
+    /// Address of the SDK lifecycle API.
+    pub listen: SocketAddr,
+    /// API key of the SDK API; required to listen beyond loopback.
+    pub api_key: Option<String>,
+    /// Create the `default` Pool when it does not exist.
+    pub default_pool: bool,
 }
 
 /// Problems starting standalone mode.
@@ -31,6 +44,14 @@ pub enum StandaloneError {
     },
     #[error("installing the CRDs failed: {0}")]
     Crds(String),
+    #[error(
+        "refusing to serve the SDK API on {0} without --api-key: only loopback addresses may run without one"
+    )]
+    NeedsApiKey(SocketAddr),
+    #[error(transparent)]
+    Manager(#[from] crate::manager::ManagerError),
+    #[error("creating the default pool failed: {0}")]
+    DefaultPool(kube::Error),
 }
 
 /// The default state directory: `<data dir>/opensandbox` (for example
@@ -50,6 +71,9 @@ pub struct Standalone {
 
 /// Starts the embedded API server with our CRDs and writes the kubeconfig.
 pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneError> {
+    if !opts.listen.ip().is_loopback() && opts.api_key.as_deref().is_none_or(str::is_empty) {
+        return Err(StandaloneError::NeedsApiKey(opts.listen));
+    }
     std::fs::create_dir_all(&opts.state_dir).map_err(|source| StandaloneError::StateDir {
         path: opts.state_dir.clone(),
         source,
@@ -83,16 +107,128 @@ pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneErr
     })
 }
 
+/// Everything standalone runs: the API server, the manager (with the SDK API) and the
+/// local node agent.
+pub struct Running {
+    pub standalone: Standalone,
+    pub manager: Manager,
+    pub agent: NodeAgentHandle,
+}
+
+impl Running {
+    /// Stops the manager, then the sandboxes.
+    pub async fn shutdown(self) {
+        self.manager.shutdown().await;
+        self.agent.shutdown().await;
+    }
+}
+
+/// Starts everything and creates the default pool.
+pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError> {
+    let standalone = start(opts).await?;
+    let api_config = ServerConfig {
+        host: opts.listen.ip().to_string(),
+        port: opts.listen.port(),
+        api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
+        namespace: "default".to_string(),
+        ..ServerConfig::default()
+    };
+    let manager = Manager::start(
+        standalone.api.client(),
+        &ManagerOptions {
+            identity: "standalone".to_string(),
+            api: Some((opts.listen, api_config)),
+            ..ManagerOptions::default()
+        },
+    )
+    .await?;
+    let agent = node_agent::start(
+        standalone.api.client(),
+        NodeAgentOptions {
+            state_dir: opts.state_dir.join("node"),
+            ..NodeAgentOptions::default()
+        },
+    );
+    if opts.default_pool {
+        ensure_default_pool(&standalone.api.client())
+            .await
+            .map_err(StandaloneError::DefaultPool)?;
+    }
+    Ok(Running {
+        standalone,
+        manager,
+        agent,
+    })
+}
+
+/// Name of the pool standalone creates, so `extensions={"poolRef": "default"}` works at once.
+pub const DEFAULT_POOL: &str = "default";
+
+async fn ensure_default_pool(client: &kube::Client) -> Result<(), kube::Error> {
+    let pools: Api<Pool> = Api::namespaced(client.clone(), "default");
+    if pools.get_opt(DEFAULT_POOL).await?.is_some() {
+        return Ok(());
+    }
+    let pool: Pool = serde_json::from_value(json!({
+        "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool",
+        "metadata": {"name": DEFAULT_POOL, "namespace": "default"},
+        "spec": {
+            "template": {"spec": {"containers": [{
+                "name": "sandbox", "image": "host",
+                "command": ["tail", "-f", "/dev/null"]
+            }]}},
+            "capacitySpec": {"bufferMin": 2, "bufferMax": 4, "poolMin": 0, "poolMax": 32},
+            "scaleStrategy": {"maxUnavailable": "100%"}
+        }
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    match pools.create(&PostParams::default(), &pool).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints the default pool's warm-up until its buffer is Ready.
+pub async fn report_warmup(cache: Arc<Cache>) {
+    let key = ("default".to_string(), DEFAULT_POOL.to_string());
+    let mut last = -1;
+    for _ in 0..600 {
+        if let Some(st) = cache.pool(&key).and_then(|p| p.status.clone()) {
+            if st.available != last {
+                last = st.available;
+                eprintln!("default pool: {} warm sandboxes ready", st.available);
+            }
+            if st.available >= 2 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// The start-up banner.
-pub fn banner(s: &Standalone, state_dir: &Path) -> String {
+pub fn banner(r: &Running, opts: &StandaloneOptions) -> String {
+    let s = &r.standalone;
     format!(
         "OpenSandbox standalone\n  \
+         SDK API:                   http://{listen}  (auth: {auth})\n  \
          Kubernetes API (embedded): http://{addr}\n  \
          kubeconfig:                {kc}\n  \
          state directory:           {dir}\n  \
+         node agent:                {cg}\n  \
+         default pool:              {pool} (SDK: extensions={{\"poolRef\": \"{pool}\"}})\n  \
          try:                       kubectl --kubeconfig {kc} get pools,batchsandboxes\n",
+        listen = opts.listen,
+        auth = if opts.api_key.is_some() {
+            "OPEN-SANDBOX-API-KEY required"
+        } else {
+            "none"
+        },
         addr = s.kube_addr,
         kc = s.kubeconfig.display(),
-        dir = state_dir.display(),
+        dir = opts.state_dir.display(),
+        cg = r.agent.cgroups().describe(),
+        pool = DEFAULT_POOL,
     )
 }

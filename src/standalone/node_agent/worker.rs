@@ -97,10 +97,22 @@ fn limits(c: &Container, pids_max: u64, warnings: &mut Vec<String>) -> Limits {
     }
 }
 
-/// `command` + `args`, or `tail -f /dev/null` when the image default would apply.
+/// `command` + `args`, or `tail -f /dev/null` when the image default would apply. A command
+/// that starts the injected executor (`.../opensandbox-executor [flags] -- <entrypoint>`, as
+/// the lifecycle API writes it for clusters) is unwrapped: here the agent itself runs the
+/// host's executor as the pod's init.
 fn entrypoint(c: &Container) -> Vec<String> {
     let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
     argv.extend(c.args.clone().unwrap_or_default());
+    if argv
+        .first()
+        .is_some_and(|a| a.rsplit('/').next() == Some("opensandbox-executor"))
+    {
+        argv = match argv.iter().position(|a| a == "--") {
+            Some(i) => argv[i + 1..].to_vec(),
+            None => Vec::new(),
+        };
+    }
     if argv.is_empty() {
         argv = ["tail", "-f", "/dev/null"].map(String::from).to_vec();
     }
@@ -582,6 +594,10 @@ mod tests {
         assert_eq!(entrypoint(&c), ["tail", "-f", "/dev/null"]);
         let c = container(json!({"name": "m", "command": ["sh", "-c"], "args": ["echo hi"]}));
         assert_eq!(entrypoint(&c), ["sh", "-c", "echo hi"]);
+        let c = container(
+            json!({"name": "m", "command": ["/opt/opensandbox/bin/opensandbox-executor", "--", "sleep", "5"]}),
+        );
+        assert_eq!(entrypoint(&c), ["sleep", "5"]);
         let c = container(json!({"name": "m", "args": ["sleep", "1"]}));
         assert_eq!(entrypoint(&c), ["sleep", "1"]);
     }

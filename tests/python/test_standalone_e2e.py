@@ -1,0 +1,169 @@
+"""End to end: `opensandbox standalone` as a subprocess, driven by the official SDK (PyPI 1.1.1)."""
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from opensandbox.config.connection_sync import ConnectionConfigSync
+from opensandbox.models.execd import RunCommandOpts
+from opensandbox.models.filesystem import WriteEntry
+from opensandbox.models.sandboxes import SandboxFilter
+from opensandbox.sync.manager import SandboxManagerSync
+from opensandbox.sync.sandbox import SandboxSync
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _bin(env: str, name: str) -> str:
+    path = os.environ.get(env) or str(REPO / "target" / "debug" / name)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run `cargo build --workspace --bins` (hack/test.sh does)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def standalone():
+    state = REPO / "target" / "e2e-standalone"
+    shutil.rmtree(state, ignore_errors=True)
+    port = _free_port()
+    env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
+    proc = subprocess.Popen(
+        [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state),
+         "--listen", f"127.0.0.1:{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("standalone did not come up: " + (proc.stdout.read() if proc.stdout else ""))
+    # Wait for the default pool's warm sandboxes.
+    kubeconfig = state / "kubeconfig"
+    yield {"base": base, "port": port, "state": state, "proc": proc, "kubeconfig": kubeconfig}
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _config(sa, proxy=False) -> ConnectionConfigSync:
+    return ConnectionConfigSync(
+        domain=f"127.0.0.1:{sa['port']}", protocol="http",
+        request_timeout=timedelta(seconds=60), use_server_proxy=proxy,
+    )
+
+
+def _pids_of(sandbox_dir: pathlib.Path) -> list[int]:
+    """Processes whose working directory is inside a sandbox's directory."""
+    pids = []
+    for p in pathlib.Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if str(os.readlink(p / "cwd")).startswith(str(sandbox_dir)):
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _kube_server(sa) -> str:
+    for line in sa["kubeconfig"].read_text().splitlines():
+        if line.strip().startswith("server:"):
+            return line.split("server:", 1)[1].strip()
+    raise AssertionError("no server in the kubeconfig")
+
+
+def _sandbox_pod_dirs(sa, sandbox_id: str) -> list[pathlib.Path]:
+    """Directories of the pods serving a sandbox, found through its execd endpoint's pod IP."""
+    ep = httpx.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}/endpoints/44772", timeout=5).json()["endpoint"]
+    ip = ep.split(":")[0]
+    pods = httpx.get(f"{_kube_server(sa)}/api/v1/namespaces/default/pods", timeout=5).json()["items"]
+    names = [p["metadata"]["name"] for p in pods if p.get("status", {}).get("podIP") == ip]
+    assert names, f"no pod has IP {ip}"
+    return [sa["state"] / "node" / "pods" / "default" / n for n in names]
+
+
+def _exercise(sandbox: SandboxSync):
+    result = sandbox.commands.run("echo hello; echo oops 1>&2; exit 3")
+    out = "".join(m.text for m in result.logs.stdout)
+    err = "".join(m.text for m in result.logs.stderr)
+    assert "hello" in out
+    assert "oops" in err
+    assert result.exit_code == 3 or result.error is not None
+
+    bg = sandbox.commands.run("sleep 0.2; echo done-bg", opts=RunCommandOpts(background=True))
+    assert bg.id
+
+    sandbox.files.write_files([WriteEntry(path="/tmp/e2e.txt", data="round trip")])
+    assert sandbox.files.read_file("/tmp/e2e.txt") == "round trip"
+
+    session = sandbox.commands.create_session()
+    sandbox.commands.run_in_session(session, "export E2E_VAR=kept; cd /tmp")
+    r = sandbox.commands.run_in_session(session, "echo $E2E_VAR $(pwd)")
+    assert "kept /tmp" in "".join(m.text for m in r.logs.stdout)
+    sandbox.commands.delete_session(session)
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_create_run_files_sessions_kill(standalone, pooled):
+    ext = {"poolRef": "default"} if pooled else None
+    sandbox = SandboxSync.create(
+        "host", connection_config=_config(standalone), extensions=ext,
+        timeout=timedelta(minutes=5), ready_timeout=timedelta(seconds=60),
+        metadata={"suite": "e2e"},
+    )
+    try:
+        _exercise(sandbox)
+        info = sandbox.get_info()
+        assert info.status.state == "Running"
+        sandbox.renew(timedelta(minutes=10))
+        manager = SandboxManagerSync.create(connection_config=_config(standalone))
+        listed = manager.list_sandbox_infos(SandboxFilter(metadata={"suite": "e2e"}))
+        assert any(s.id == sandbox.id for s in listed.sandbox_infos)
+        held = _sandbox_pod_dirs(standalone, sandbox.id)
+        assert all(d.exists() for d in held)
+    finally:
+        sandbox.kill()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        gone = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}", timeout=5).status_code == 404
+        if gone and not any(d.exists() for d in held):
+            break
+        time.sleep(0.2)
+    assert gone, "the killed sandbox is still listed"
+    for d in held:
+        assert not d.exists(), f"{d} survived the kill"
+        assert not _pids_of(d), f"processes of {d} survived the kill"
+
+
+def test_server_proxy_mode(standalone):
+    sandbox = SandboxSync.create(
+        "host", connection_config=_config(standalone, proxy=True), extensions={"poolRef": "default"},
+        ready_timeout=timedelta(seconds=60),
+    )
+    try:
+        r = sandbox.commands.run("echo via-proxy")
+        assert "via-proxy" in "".join(m.text for m in r.logs.stdout)
+    finally:
+        sandbox.kill()
