@@ -1,5 +1,6 @@
 """End to end: `opensandbox standalone` as a subprocess, driven by the official SDK (PyPI 1.1.1)."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -167,3 +168,32 @@ def test_server_proxy_mode(standalone):
         assert "via-proxy" in "".join(m.text for m in r.logs.stdout)
     finally:
         sandbox.kill()
+
+
+def _osb(sa, *args: str) -> subprocess.CompletedProcess:
+    osb = pathlib.Path(__file__).parent / ".venv" / "bin" / "osb"
+    env = dict(os.environ, HOME=str(sa["state"]), NO_COLOR="1")
+    return subprocess.run(
+        [str(osb), "--domain", f"127.0.0.1:{sa['port']}", "--protocol", "http", *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_cli_create_list_get_run_kill(standalone):
+    created = _osb(standalone, "sandbox", "create", "--image", "host", "--extension", "poolRef=default", "-t", "10m", "-o", "json")
+    assert created.returncode == 0, created.stdout + created.stderr
+    sandbox_id = json.loads(created.stdout)["id"]
+    listed = _osb(standalone, "sandbox", "list", "-o", "json")
+    assert listed.returncode == 0 and sandbox_id in listed.stdout, listed.stdout + listed.stderr
+    got = _osb(standalone, "sandbox", "get", sandbox_id, "-o", "json")
+    assert got.returncode == 0 and "Running" in got.stdout, got.stdout + got.stderr
+    ran = _osb(standalone, "command", "run", sandbox_id, "--", "echo", "from-cli")
+    assert ran.returncode == 0 and "from-cli" in ran.stdout, ran.stdout + ran.stderr
+    failed = _osb(standalone, "command", "run", sandbox_id, "--", "sh", "-c", "exit 4")
+    assert failed.returncode != 0
+    killed = _osb(standalone, "sandbox", "kill", sandbox_id)
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    deadline = time.time() + 20
+    while httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code != 404:
+        assert time.time() < deadline, "osb sandbox kill did not remove the sandbox"
+        time.sleep(0.2)
