@@ -1,0 +1,147 @@
+//! SDK lifecycle API create latency from a warm pool (POST /v1/sandboxes to 202) at
+//! concurrency 1, 16 and 64, and sustained creates/s. The manager, its SDK API, the embedded
+//! API server and a simulated kubelet run in this process; the client speaks HTTP/1.1 over
+//! loopback with one keep-alive connection per worker. Prints JSON and a readable table.
+//!
+//! Run: `cargo build --release && cargo run --release --example bench-sdk-create [-- --per-level 320]`
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use kube::api::{Api, PostParams};
+use opensandbox::crd::Pool;
+use opensandbox::http::lifecycle::ServerConfig;
+use opensandbox::manager::{Manager, ManagerOptions};
+use opensandbox::standalone::apiserver::ApiServer;
+use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
+use serde_json::json;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const BODY: &str = r#"{"image":{"uri":"host"},"timeout":3600,"resourceLimits":{"cpu":"1","memory":"1Gi"},"entrypoint":["tail","-f","/dev/null"],"extensions":{"poolRef":"warm"}}"#;
+
+/// One worker: `n` sequential creates over one connection; returns each latency.
+async fn worker(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = http::Request::post("/v1/sandboxes")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(BODY.as_bytes())))?;
+        let start = Instant::now();
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        out.push(start.elapsed());
+        if status.as_u16() != 202 {
+            anyhow::bail!("create answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    Ok(out)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)].as_secs_f64() * 1000.0
+}
+
+async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let key = ("default".to_string(), "warm".to_string());
+    while !m
+        .cache
+        .pool(&key)
+        .and_then(|p| p.status.clone())
+        .is_some_and(|st| st.available >= n)
+    {
+        if start.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("pool did not warm up");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let per_level = arg("--per-level", 320);
+    let sys = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    });
+    sys.block_on(async move {
+        let s = ApiServer::new();
+        let crds: Vec<serde_json::Value> = opensandbox::crd::all_crds()
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        s.install_crds(&crds).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let _kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
+        let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let m = Manager::start(
+            s.client(),
+            &ManagerOptions {
+                identity: "bench".into(),
+                api: Some((addr, ServerConfig { namespace: "default".into(), ..ServerConfig::default() })),
+                ..ManagerOptions::default()
+            },
+        )
+        .await?;
+        let warm = per_level as i32;
+        let pool: Pool = serde_json::from_value(json!({
+            "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "metadata": {"name": "warm"},
+            "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "host"}]}},
+                     "capacitySpec": {"bufferMin": warm, "bufferMax": warm, "poolMin": 0, "poolMax": 10 * warm},
+                     "scaleStrategy": {"maxUnavailable": "100%"}}
+        }))?;
+        Api::<Pool>::namespaced(s.client(), "default")
+            .create(&PostParams::default(), &pool)
+            .await?;
+        let mut report = serde_json::Map::new();
+        let mut rows = Vec::new();
+        for c in [1usize, 16, 64] {
+            wait_warm(&m, warm).await?;
+            let total = if c == 1 { per_level.min(100) } else { per_level };
+            let per_worker = total / c;
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..c).map(|_| tokio::spawn(worker(addr, per_worker))).collect();
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await??);
+            }
+            let wall = start.elapsed().as_secs_f64();
+            let rate = lat.len() as f64 / wall;
+            let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+            report.insert(
+                format!("concurrency_{c}"),
+                json!({"creates": lat.len(), "p50_ms": p50, "p99_ms": p99, "creates_per_s": rate}),
+            );
+            rows.push(format!("| {c} | {} | {p50:.1} ms | {p99:.1} ms | {rate:.0} |", lat.len()));
+        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!();
+        println!("| concurrency | creates | p50 | p99 | creates/s |");
+        println!("|---|---|---|---|---|");
+        for r in rows {
+            println!("{r}");
+        }
+        m.shutdown().await;
+        Ok(())
+    })
+}
