@@ -135,8 +135,9 @@ async fn pipe_mode_separates_stderr_and_replays_output() {
     ))
     .await
     .unwrap();
-    let mut got_err = Vec::new();
-    let (out, _, _) = read_until(&mut ws, |o, _| String::from_utf8_lossy(o).contains("out")).await;
+    // stderr may arrive before stdout: keep what read_until collected on the way.
+    let (out, mut got_err, _) =
+        read_until(&mut ws, |o, _| String::from_utf8_lossy(o).contains("out")).await;
     assert_eq!(out, b"out\n");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !String::from_utf8_lossy(&got_err).contains("err") {
