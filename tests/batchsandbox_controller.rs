@@ -421,3 +421,54 @@ async fn allocations_survive_a_manager_restart_without_double_allocation() {
         "no pod in two ledgers: {ledgers:?}"
     );
 }
+
+#[actix_rt::test]
+async fn noop_recycling_returns_the_same_pods_to_the_pool() {
+    let s = api_server().await;
+    let _k = kubelet(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    let mut body = pool_json("noop", 2, 2, 0, 10);
+    body["spec"]["recycleStrategy"] = json!({"type": "Noop"});
+    api::<Pool>(&s)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(body).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("pool warm", T, || async {
+        api::<Pool>(&s)
+            .get("noop")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.available == 2)
+    })
+    .await;
+    create_sandbox(&s, sandbox_json("n", 1, Some("noop"))).await;
+    eventually("ready", T, || async { ready(&s, "n", 1).await }).await;
+    let held = ledger(&sandbox(&s, "n").await.unwrap());
+    api::<BatchSandbox>(&s)
+        .delete("n", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("sandbox gone", T, || async {
+        sandbox(&s, "n").await.is_none()
+    })
+    .await;
+    let pods: Api<Pod> = api(&s);
+    let pod = pods.get(&held[0]).await.unwrap();
+    assert!(
+        pod.metadata.deletion_timestamp.is_none(),
+        "Noop keeps the pod"
+    );
+    eventually("pod idle again", T, || async {
+        api::<Pool>(&s)
+            .get("noop")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.allocated == 0)
+    })
+    .await;
+}

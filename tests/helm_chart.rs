@@ -418,3 +418,84 @@ async fn manager_requests_stay_within_the_chart_rbac() {
         "requests the chart's RBAC does not allow: {denied:?}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_accepts_the_rendered_command_line() {
+    let (health, metrics, api) = (free_port(), free_port(), free_port());
+    let rendered = template(&[
+        "osb",
+        "helm/opensandbox-controller",
+        "--namespace",
+        "default",
+        "--set",
+        &format!("healthProbePort={health}"),
+        "--set",
+        &format!("metrics.port={metrics}"),
+        "--set",
+        &format!("server.config.server.port={api}"),
+        "--set",
+        "controllerManager.snapshot.registry=registry.example.com/snapshots",
+    ])
+    .await;
+    let deploy = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = strings(&container["args"]);
+    assert_eq!(args[0], "manager");
+    let s = ApiServer::new();
+    let crds: Vec<Value> = opensandbox::crd::all_crds()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    s.install_crds(&crds).await.unwrap();
+    let ep = s.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ApiServer::write_kubeconfig(&dir.path().join("kubeconfig"), ep.addr).unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_opensandbox"));
+    let mut child = tokio::process::Command::new(bin)
+        .args(&args)
+        .env("KUBECONFIG", dir.path().join("kubeconfig"))
+        .env("POD_NAMESPACE", "default")
+        .env("POD_NAME", "manager-0")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ready = |port: u16, path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            return false;
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if c.write_all(req.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf).await;
+        buf.starts_with(b"HTTP/1.1 200")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the manager exited with {status} on the chart's arguments {args:?}");
+        }
+        if ready(health, "/readyz").await
+            && ready(metrics, "/metrics").await
+            && ready(api, "/health").await
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the manager never became ready with {args:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+}

@@ -48,7 +48,10 @@ async fn worker(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Duration>> {
         let body = resp.into_body().collect().await?.to_bytes();
         out.push(start.elapsed());
         if status.as_u16() != 202 {
-            anyhow::bail!("create answered {status}: {}", String::from_utf8_lossy(&body));
+            anyhow::bail!(
+                "create answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
     Ok(out)
