@@ -66,12 +66,13 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
     let start = Instant::now();
     let key = ("default".to_string(), "warm".to_string());
-    while !m
-        .cache
-        .pool(&key)
-        .and_then(|p| p.status.clone())
-        .is_some_and(|st| st.available >= n)
-    {
+    let warm = |m: &Manager| {
+        m.cache
+            .pool(&key)
+            .and_then(|p| p.status.clone())
+            .is_some_and(|st| st.available >= n)
+    };
+    while !warm(m) {
         if start.elapsed() > Duration::from_secs(120) {
             anyhow::bail!("pool did not warm up");
         }
