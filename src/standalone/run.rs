@@ -8,6 +8,7 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 use super::apiserver::ApiServer;
+use super::apiserver::persist::{PersistError, Persistence};
 use super::node_agent::{self, NodeAgentHandle, NodeAgentOptions};
 use crate::cache::Cache;
 use crate::crd::Pool;
@@ -50,6 +51,8 @@ pub enum StandaloneError {
     NeedsApiKey(SocketAddr),
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
     #[error("creating the default pool failed: {0}")]
     DefaultPool(kube::Error),
 }
@@ -67,6 +70,10 @@ pub struct Standalone {
     pub api: ApiServer,
     pub kube_addr: SocketAddr,
     pub kubeconfig: PathBuf,
+    /// Keeps the store in `<state dir>/store.json` across restarts.
+    pub persistence: Persistence,
+    /// Objects restored from the state directory at start.
+    pub restored: usize,
 }
 
 /// Starts the embedded API server with our CRDs and writes the kubeconfig.
@@ -79,6 +86,8 @@ pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneErr
         source,
     })?;
     let api = ApiServer::new();
+    let (persistence, restored) =
+        Persistence::start(api.core().clone(), opts.state_dir.join("store.json"))?;
     let crds: Vec<Value> = crate::crd::all_crds()
         .into_iter()
         .filter_map(|c| serde_json::to_value(c).ok())
@@ -104,6 +113,8 @@ pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneErr
         api,
         kube_addr: endpoint.addr,
         kubeconfig,
+        persistence,
+        restored,
     })
 }
 
@@ -116,10 +127,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the manager, then the sandboxes.
+    /// Stops the manager and the sandboxes, then writes the final state.
     pub async fn shutdown(self) {
         self.manager.shutdown().await;
         self.agent.shutdown().await;
+        if let Err(e) = self.standalone.persistence.flush() {
+            tracing::warn!(error = %e, "saving the state directory failed");
+        }
     }
 }
 
@@ -215,7 +229,7 @@ pub fn banner(r: &Running, opts: &StandaloneOptions) -> String {
          SDK API:                   http://{listen}  (auth: {auth})\n  \
          Kubernetes API (embedded): http://{addr}\n  \
          kubeconfig:                {kc}\n  \
-         state directory:           {dir}\n  \
+         state directory:           {dir} ({restored} objects restored)\n  \
          node agent:                {cg}\n  \
          default pool:              {pool} (SDK: extensions={{\"poolRef\": \"{pool}\"}})\n  \
          try:                       kubectl --kubeconfig {kc} get pools,batchsandboxes\n",
@@ -228,6 +242,7 @@ pub fn banner(r: &Running, opts: &StandaloneOptions) -> String {
         addr = s.kube_addr,
         kc = s.kubeconfig.display(),
         dir = opts.state_dir.display(),
+        restored = s.restored,
         cg = r.agent.cgroups().describe(),
         pool = DEFAULT_POOL,
     )

@@ -197,3 +197,71 @@ def test_cli_create_list_get_run_kill(standalone):
     while httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code != 404:
         assert time.time() < deadline, "osb sandbox kill did not remove the sandbox"
         time.sleep(0.2)
+
+
+def _start(state: pathlib.Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
+    proc = subprocess.Popen(
+        [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("standalone did not come up")
+
+
+def _stop(proc: subprocess.Popen):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("standalone did not stop on SIGTERM")
+
+
+def test_restart_keeps_pools_and_sandboxes_and_converges():
+    state = REPO / "target" / "e2e-restart"
+    shutil.rmtree(state, ignore_errors=True)
+    port = _free_port()
+    sa = {"port": port, "base": f"http://127.0.0.1:{port}", "state": state, "kubeconfig": state / "kubeconfig"}
+    proc = _start(state, port)
+    try:
+        sandbox = SandboxSync.create("host", connection_config=_config(sa), extensions={"poolRef": "default"},
+                                     timeout=timedelta(minutes=10), ready_timeout=timedelta(seconds=60))
+        sandbox.files.write_files([WriteEntry(path="marker.txt", data="before restart")])
+        sandbox_id = sandbox.id
+    finally:
+        _stop(proc)
+    # Nothing of the sandboxes survives the process.
+    assert not [d for d in (state / "node" / "pods" / "default").iterdir() if _pids_of(d)]
+
+    proc = _start(state, port)
+    try:
+        server = _kube_server(sa)
+        pools = httpx.get(f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools", timeout=5).json()
+        assert [p["metadata"]["name"] for p in pools["items"]] == ["default"]
+        assert httpx.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code == 200
+        # The sandbox's pod is restarted (its process died with the old standalone) and serves again.
+        deadline = time.time() + 60
+        while True:
+            try:
+                again = SandboxSync.connect(sandbox_id, connection_config=_config(sa))
+                out = again.commands.run("echo back")
+                if "back" in "".join(m.text for m in out.logs.stdout):
+                    break
+            except Exception:  # noqa: BLE001 - retried until the restarted pod is ready
+                pass
+            assert time.time() < deadline, "the restored sandbox never served again"
+            time.sleep(0.5)
+        pods = httpx.get(f"{server}/api/v1/namespaces/default/pods", timeout=5).json()["items"]
+        restarts = [c["restartCount"] for p in pods for c in p["status"].get("containerStatuses", [])]
+        assert restarts and max(restarts) >= 1, "restored pods report their restart"
+        again.kill()
+    finally:
+        _stop(proc)

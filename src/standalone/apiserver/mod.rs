@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod persist;
 pub mod protobuf;
 pub mod registry;
 pub mod reqlog;

@@ -1,0 +1,239 @@
+//! Persistence of the embedded store in a state directory, so a restarted standalone process
+//! keeps its Pools, BatchSandboxes and pods. The whole store is written atomically (temp file
+//! + rename) shortly after changes and once more on shutdown; Events are not kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::registry::{ResourceKey, resources_from_crd};
+use super::server::Core;
+
+/// Problems reading or writing the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid state file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    group: String,
+    plural: String,
+    object: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    resource_version: u64,
+    objects: Vec<Entry>,
+}
+
+fn is_event(res: &ResourceKey) -> bool {
+    res.plural == "events"
+}
+
+/// Loads a state file into the store (before anything is served); returns the object count.
+/// A missing file is an empty state.
+pub fn load(core: &Core, path: &Path) -> Result<usize, PersistError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(PersistError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let snap: Snapshot =
+        serde_json::from_slice(&bytes).map_err(|source| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let count = snap.objects.len();
+    for e in &snap.objects {
+        if e.group == "apiextensions.k8s.io" && e.plural == "customresourcedefinitions" {
+            for info in resources_from_crd(&e.object) {
+                core.registry.insert(info);
+            }
+        }
+    }
+    let objects = snap
+        .objects
+        .into_iter()
+        .map(|e| {
+            (
+                ResourceKey {
+                    group: e.group,
+                    plural: e.plural,
+                },
+                e.object,
+            )
+        })
+        .collect();
+    core.store.restore(snap.resource_version, objects);
+    Ok(count)
+}
+
+/// Writes the whole store to `path` atomically.
+pub fn save(core: &Core, path: &Path) -> Result<(), PersistError> {
+    let (rv, objects) = core.store.snapshot();
+    let snap = Snapshot {
+        resource_version: rv,
+        objects: objects
+            .into_iter()
+            .filter(|(res, _)| !is_event(res))
+            .map(|(res, o)| Entry {
+                group: res.group,
+                plural: res.plural,
+                object: o.value.clone(),
+            })
+            .collect(),
+    };
+    let write_err = |source| PersistError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(&snap).map_err(|e| write_err(std::io::Error::other(e)))?;
+    std::fs::write(&tmp, bytes).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
+}
+
+/// Saves whenever the store changed, at most every `interval`.
+pub fn spawn_saver(core: Weak<Core>, path: PathBuf, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut saved_rv = 0;
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(core) = core.upgrade() else { break };
+            let rv = core.store.current_rv();
+            if rv == saved_rv {
+                continue;
+            }
+            match save(&core, &path) {
+                Ok(()) => saved_rv = rv,
+                Err(e) => tracing::warn!(error = %e, "persisting the embedded API server failed"),
+            }
+        }
+    })
+}
+
+/// A running persistence: saves in the background, and once more on [`Persistence::flush`].
+pub struct Persistence {
+    core: Arc<Core>,
+    path: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl Persistence {
+    pub fn start(core: Arc<Core>, path: PathBuf) -> Result<(Self, usize), PersistError> {
+        let loaded = load(&core, &path)?;
+        let task = spawn_saver(
+            Arc::downgrade(&core),
+            path.clone(),
+            Duration::from_millis(500),
+        );
+        Ok((Self { core, path, task }, loaded))
+    }
+
+    /// Stops the background saver and writes the final state.
+    pub fn flush(self) -> Result<(), PersistError> {
+        self.task.abort();
+        save(&self.core, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standalone::apiserver::ApiServer;
+    use bytes::Bytes;
+
+    async fn post(s: &ApiServer, path: &str, body: Value) -> u16 {
+        let req = http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(Bytes::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        s.request(req).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn objects_and_crds_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let s = ApiServer::new();
+        let crds: Vec<Value> = crate::crd::all_crds()
+            .into_iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect();
+        s.install_crds(&crds).await.unwrap();
+        let (p, loaded) = Persistence::start(s.core().clone(), path.clone()).unwrap();
+        assert_eq!(loaded, 0);
+        let pool = serde_json::json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool",
+            "metadata": {"name": "kept"}, "spec": {"capacitySpec": {"bufferMin": 1, "bufferMax": 1, "poolMin": 0, "poolMax": 2}}});
+        assert_eq!(
+            post(
+                &s,
+                "/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools",
+                pool
+            )
+            .await,
+            201
+        );
+        let rv = s.core().store.current_rv();
+        p.flush().unwrap();
+
+        let s2 = ApiServer::new();
+        let (_p2, loaded) = Persistence::start(s2.core().clone(), path).unwrap();
+        assert!(loaded >= 4);
+        let key = ResourceKey {
+            group: "sandbox.opensandbox.io".into(),
+            plural: "pools".into(),
+        };
+        let kept = s2
+            .core()
+            .store
+            .get(&key, "default", "kept")
+            .expect("pool restored");
+        assert_eq!(kept.value["spec"]["capacitySpec"]["poolMax"], 2);
+        assert!(
+            s2.core()
+                .registry
+                .get("sandbox.opensandbox.io", "v1alpha1", "pools")
+                .is_some()
+        );
+        assert!(
+            s2.core().store.current_rv() >= rv,
+            "resourceVersions never go back"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, b"{broken").unwrap();
+        let core = crate::standalone::apiserver::Core::new(Default::default());
+        let err = load(&core, &path).unwrap_err();
+        assert!(err.to_string().contains("not a valid state file"), "{err}");
+    }
+}
