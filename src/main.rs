@@ -45,6 +45,9 @@ enum Command {
         /// Do not create the `default` Pool.
         #[arg(long)]
         no_default_pool: bool,
+        /// Optional SDK API configuration (TOML, as for `opensandbox manager --config`).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
 }
 
@@ -59,7 +62,9 @@ fn main() -> anyhow::Result<()> {
             listen,
             api_key,
             no_default_pool,
+            config,
         } => standalone(StandaloneOptions {
+            config,
             state_dir: state_dir.unwrap_or_else(default_state_dir),
             kube_listen,
             listen,

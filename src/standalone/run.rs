@@ -13,6 +13,7 @@ use super::node_agent::{self, NodeAgentHandle, NodeAgentOptions};
 use crate::cache::Cache;
 use crate::crd::Pool;
 use crate::http::lifecycle::ServerConfig;
+use crate::http::lifecycle::config::ConfigError;
 use crate::manager::{Manager, ManagerOptions};
 
 /// Options of the standalone command.
@@ -28,6 +29,8 @@ pub struct StandaloneOptions {
     pub api_key: Option<String>,
     /// Create the `default` Pool when it does not exist.
     pub default_pool: bool,
+    /// Optional SDK API configuration file (the manager's TOML); flags win over it.
+    pub config: Option<PathBuf>,
 }
 
 /// Problems starting standalone mode.
@@ -53,6 +56,8 @@ pub enum StandaloneError {
     Manager(#[from] crate::manager::ManagerError),
     #[error(transparent)]
     Persist(#[from] PersistError),
+    #[error("the SDK API configuration is invalid: {0}")]
+    Config(#[from] ConfigError),
     #[error("creating the default pool failed: {0}")]
     DefaultPool(kube::Error),
 }
@@ -140,12 +145,23 @@ impl Running {
 /// Starts everything and creates the default pool.
 pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError> {
     let standalone = start(opts).await?;
+    let base = match &opts.config {
+        Some(path) => ServerConfig::load(Some(path))?,
+        None => ServerConfig::default(),
+    };
+    for w in &base.warnings {
+        tracing::warn!("{w}");
+    }
     let api_config = ServerConfig {
         host: opts.listen.ip().to_string(),
         port: opts.listen.port(),
-        api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
+        api_key: opts
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or(base.api_key.clone()),
         namespace: "default".to_string(),
-        ..ServerConfig::default()
+        ..base
     };
     let manager = Manager::start(
         standalone.api.client(),

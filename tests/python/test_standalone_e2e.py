@@ -166,6 +166,9 @@ def test_server_proxy_mode(standalone):
     try:
         r = sandbox.commands.run("echo via-proxy")
         assert "via-proxy" in "".join(m.text for m in r.logs.stdout)
+        _exercise(sandbox)
+        assert sandbox.get_info().status.state == "Running"
+        sandbox.renew(timedelta(minutes=10))
     finally:
         sandbox.kill()
 
@@ -236,8 +239,12 @@ def test_restart_keeps_pools_and_sandboxes_and_converges():
                                      timeout=timedelta(minutes=10), ready_timeout=timedelta(seconds=60))
         sandbox.files.write_files([WriteEntry(path="marker.txt", data="before restart")])
         sandbox_id = sandbox.id
+        time.sleep(1.5)  # the store is saved within 500 ms of a change
     finally:
-        _stop(proc)
+        # A crash, not a clean stop: sandboxes must die with the process all the same.
+        proc.kill()
+        proc.wait(timeout=10)
+    time.sleep(0.5)
     # Nothing of the sandboxes survives the process.
     assert not [d for d in (state / "node" / "pods" / "default").iterdir() if _pids_of(d)]
 
