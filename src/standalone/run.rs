@@ -58,6 +58,10 @@ pub enum StandaloneError {
     Persist(#[from] PersistError),
     #[error("the SDK API configuration is invalid: {0}")]
     Config(#[from] ConfigError),
+    #[error(
+        "the sandbox agent `opensandbox-executor` was not found next to this binary nor in $OPENSANDBOX_EXECUTOR_BIN; build it with `cargo build --release --workspace --bins`"
+    )]
+    NoExecutor,
     #[error("creating the default pool failed: {0}")]
     DefaultPool(kube::Error),
 }
@@ -144,6 +148,9 @@ impl Running {
 
 /// Starts everything and creates the default pool.
 pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError> {
+    if node_agent::find_executor(None).is_none_or(|p| !p.is_file()) {
+        return Err(StandaloneError::NoExecutor);
+    }
     let standalone = start(opts).await?;
     let base = match &opts.config {
         Some(path) => ServerConfig::load(Some(path))?,
