@@ -10,6 +10,8 @@ want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
+# A half-made venv (an interrupted earlier run) is rebuilt from scratch.
+rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
 echo "$want" > "$stamp"
