@@ -107,8 +107,8 @@ fn check_namespace(core: &Core, call: &Call) -> Result<(), ApiError> {
         None => Err(ApiError::not_found(&ns_res, ns)),
         Some(n) if n.value["metadata"]["deletionTimestamp"].is_string() => {
             Err(ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                call.res.plural, "",
+                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                call.res.qualified_name(),
             )))
         }
         Some(_) => Ok(()),
