@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo run --release --example bench-apiserver [-- --writes 40000 --events 20000 --pods 10000]`
 
+#[path = "common.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,15 +15,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use opensandbox::standalone::apiserver::ApiServer;
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn post(path: &str, body: serde_json::Value) -> Request<Bytes> {
     Request::post(path)
@@ -151,9 +145,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let writes = arg("--writes", 40_000);
-        let events = arg("--events", 20_000);
-        let pods = arg("--pods", 10_000);
+        let writes = common::arg("--writes", 40_000);
+        let events = common::arg("--events", 20_000);
+        let pods = common::arg("--pods", 10_000);
         let s = ApiServer::new();
         raw_writes(&s, 2_000, 4, "warm").await;
         let raw_1 = raw_writes(&s, writes / 4, 1, "r1").await;

@@ -4,36 +4,18 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example bench-batch [-- --rounds 3 --samples 100]`
 
+#[path = "common.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use opensandbox::crd::{BatchSandbox, Pool, SandboxPhase};
 use opensandbox::manager::{Manager, ManagerOptions};
-use opensandbox::standalone::apiserver::{ApiServer, FaultRule};
+use opensandbox::standalone::apiserver::FaultRule;
 use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn server() -> anyhow::Result<ApiServer> {
-    let s = ApiServer::new();
-    let crds: Vec<serde_json::Value> = opensandbox::crd::all_crds()
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
-    s.install_crds(&crds)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(s)
-}
 
 async fn wait<F: Fn() -> bool>(what: &str, timeout: Duration, f: F) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -59,7 +41,7 @@ fn sandbox_ready(m: &Manager, name: &str, n: i32) -> bool {
 
 /// Create-to-Ready of one batch of `n` from a warm pool; returns (seconds, sandbox writes).
 async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usize)> {
-    let s = server().await?;
+    let s = common::server_with_crds().await?;
     let _kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
     let m = Manager::start(
         s.client(),
@@ -115,7 +97,7 @@ async fn batch_once(n: i32, write_latency: Duration) -> anyhow::Result<(f64, usi
 /// Pod Ready -> BatchSandbox Ready, `samples` times, with no kubelet: the benchmark marks
 /// each pod Ready itself and times the status that follows.
 async fn propagation(samples: usize) -> anyhow::Result<Vec<f64>> {
-    let s = server().await?;
+    let s = common::server_with_crds().await?;
     let m = Manager::start(
         s.client(),
         &ManagerOptions {
@@ -164,8 +146,8 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let rounds = arg("--rounds", 3);
-    let samples = arg("--samples", 100);
+    let rounds = common::arg("--rounds", 3);
+    let samples = common::arg("--samples", 100);
     let sys = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

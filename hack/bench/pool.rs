@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example bench-pool [-- --pods 300 --cached 10000 --rounds 5]`
 
+#[path = "common.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,30 +21,9 @@ use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
 use serde_json::json;
 use tokio::sync::watch;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn server() -> anyhow::Result<ApiServer> {
-    let s = ApiServer::new();
-    let crds: Vec<serde_json::Value> = opensandbox::crd::all_crds()
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
-    s.install_crds(&crds)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(s)
-}
-
 /// One fill: returns (seconds to N available, controller pod writes).
 async fn fill_once(n: usize) -> anyhow::Result<(f64, usize)> {
-    let s = server().await?;
+    let s = common::server_with_crds().await?;
     let _kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
     let cache = Cache::new();
     let informers =
@@ -107,7 +89,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// Starts `opensandbox manager` against a server holding `n` pool pods and reads its RSS and
 /// cache size once its cache is synced.
 async fn manager_memory(n: usize) -> anyhow::Result<(u64, u64, u64)> {
-    let s = server().await?;
+    let s = common::server_with_crds().await?;
     for i in 0..n {
         let body = json!({"metadata": {"name": format!("pool-pod-{i:05}"), "namespace": "default",
             "labels": {keys::LABEL_MANAGED: "true", keys::LABEL_POOL_NAME: "big", keys::LABEL_POOL_REVISION: "0123456789abcdef"},
@@ -201,9 +183,9 @@ fn reqwest_like_get(
 }
 
 fn main() -> anyhow::Result<()> {
-    let n = arg("--pods", 300);
-    let cached = arg("--cached", 10_000);
-    let rounds = arg("--rounds", 5);
+    let n = common::arg("--pods", 300);
+    let cached = common::arg("--cached", 10_000);
+    let rounds = common::arg("--rounds", 5);
     let sys = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example bench-sdk-create [-- --per-level 320]`
 
+#[path = "common.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,15 +21,6 @@ use opensandbox::manager::{Manager, ManagerOptions};
 use opensandbox::standalone::apiserver::ApiServer;
 use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const BODY: &str = r#"{"image":{"uri":"host"},"timeout":3600,"resourceLimits":{"cpu":"1","memory":"1Gi"},"entrypoint":["tail","-f","/dev/null"],"extensions":{"poolRef":"warm"}}"#;
 
@@ -82,7 +76,7 @@ async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let per_level = arg("--per-level", 320);
+    let per_level = common::arg("--per-level", 320);
     let sys = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
