@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         for c in [1usize, 16, 64] {
             wait_warm(&m, warm).await?;
             let total = if c == 1 { per_level.min(100) } else { per_level };
-            let per_worker = total / c;
+            let per_worker = (total / c).max(1);
             let start = Instant::now();
             let tasks: Vec<_> = (0..c).map(|_| tokio::spawn(worker(addr, per_worker))).collect();
             let mut lat = Vec::new();
