@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::crd::{BatchSandbox, Pool};
+use crate::crd::{BatchSandbox, Condition, Pool};
 
 use predicates::Sides;
 pub use predicates::expression_matches;
@@ -35,6 +35,39 @@ pub use profile::{
     ProfileError, Strategy, WeightedScorer, load_profile, parse_profiles,
 };
 pub use quantity::{NANO, QuantityError, parse_quantity};
+
+/// Condition type for the outcome of auto-assign (kept apart from Ready, which the status
+/// computation owns).
+pub const COND_POOL_ASSIGNED: &str = "PoolAssigned";
+
+/// The `PoolAssigned` condition for a [`choose_pool`] outcome; `note` is the profile's
+/// fallback note from [`load_profile`], if any. `now` is RFC 3339.
+pub fn assign_condition(
+    result: &Result<String, AssignError>,
+    note: Option<&str>,
+    now: &str,
+) -> Condition {
+    let with_note = |msg: String| match note {
+        Some(n) => format!("{msg} ({n})"),
+        None => msg,
+    };
+    match result {
+        Ok(pool) => Condition::new(
+            COND_POOL_ASSIGNED,
+            true,
+            "Assigned",
+            &with_note(format!("assigned pool {pool}")),
+            now,
+        ),
+        Err(e) => Condition::new(
+            COND_POOL_ASSIGNED,
+            false,
+            "NoEligiblePool",
+            &with_note(e.to_string()),
+            now,
+        ),
+    }
+}
 
 /// One pool that was not eligible, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

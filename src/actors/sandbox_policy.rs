@@ -29,6 +29,6 @@ pub use expiry::{Expiry, ExpiryError, expiry};
 pub use plan::{IndexError, TemplatePlan, parse_index, pod_index, template_plan};
 pub use status::{
     COND_POD_FAILED, COND_POD_RESTARTED, COND_PROGRESSING, COND_READY, StatusInput, TaskCounts,
-    sandbox_status, status_changed, track_ready_restarts,
+    first_write_deferred, sandbox_status, status_changed, track_ready_restarts,
 };
 pub use template::{SandboxSpecError, owner_ref, pod_name, template_pod};

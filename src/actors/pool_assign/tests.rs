@@ -452,3 +452,29 @@ fn expression_matches_is_public_for_reuse() {
         &labels
     ));
 }
+
+#[test]
+fn assign_condition_explains_the_outcome() {
+    let ok = assign_condition(&Ok("p".to_string()), None, "t");
+    assert_eq!(
+        (ok.type_.as_str(), ok.status.as_str()),
+        (COND_POOL_ASSIGNED, "True")
+    );
+    assert_eq!(ok.message.as_deref(), Some("assigned pool p"));
+    let bs = sandbox(json!({}), tpl("python:3", json!({})));
+    let err = choose(
+        &bs,
+        &[pool("a", json!({}), tpl("node:20", json!({})), 0, 0)],
+    );
+    let c = assign_condition(&err, Some("profiles invalid"), "t");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("False", Some("NoEligiblePool"))
+    );
+    let msg = c.message.unwrap();
+    assert!(
+        msg.starts_with("no eligible pool for BatchSandbox bs: pool a: image:"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("(profiles invalid)"), "{msg}");
+}

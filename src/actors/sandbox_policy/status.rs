@@ -64,6 +64,13 @@ pub fn status_changed(old: Option<&BatchSandboxStatus>, new: &BatchSandboxStatus
     old != Some(new)
 }
 
+/// Whether to hold back the very first status write: a new sandbox with no status, desired
+/// pods and none listed yet (its pods are on their way; upstream §7.9 does the same). Saves
+/// one write per sandbox; the actor still writes when it has a condition of its own to report.
+pub fn first_write_deferred(bs: &BatchSandbox, listed_pods: usize) -> bool {
+    bs.status.as_ref().is_none_or(|s| s.phase.is_none()) && bs.spec.replicas > 0 && listed_pods == 0
+}
+
 /// Computes the next status from the current one and fresh pods.
 ///
 /// `Pausing`, `Paused` and `Resuming` belong to the pause/resume flow: their phase and
@@ -101,6 +108,8 @@ pub fn sandbox_status(input: &StatusInput<'_>) -> BatchSandboxStatus {
 
 /// Pod counts of one turn.
 struct Counts {
+    /// `spec.poolRef` in pooled mode.
+    pool: Option<String>,
     desired: i32,
     listed: i32,
     live: i32,
@@ -114,6 +123,7 @@ impl Counts {
             i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
         };
         Self {
+            pool: bs.pool_ref().map(String::from),
             desired: bs.spec.replicas.max(0),
             listed: count(&|_| true),
             live: count(&|p| !p.deleting),
@@ -226,6 +236,18 @@ fn set_readiness(
 fn pending_reason(counts: &Counts, ready_msg: String) -> (&'static str, String) {
     if counts.desired == 0 {
         ("NoReplicas", "spec.replicas is 0".to_string())
+    } else if let Some(pool) = counts
+        .pool
+        .as_deref()
+        .filter(|_| counts.live < counts.desired)
+    {
+        (
+            "WaitingForPool",
+            format!(
+                "{} of {} pods allocated from pool {pool}, {ready_msg}",
+                counts.live, counts.desired
+            ),
+        )
     } else if counts.live < counts.desired || counts.assigned < counts.listed {
         (
             "Creating",

@@ -629,3 +629,26 @@ fn pooled_status_uses_ledger_order() {
     let s = status_of(&bs, &pods, &HashMap::new());
     assert_eq!((s.replicas, s.allocated, s.ready), (2, 1, 1));
 }
+
+#[test]
+fn pooled_shortage_says_waiting_for_pool() {
+    let bs = sandbox(json!({"replicas": 2, "poolRef": "p"}));
+    let s = status_of(&bs, &arcs(vec![ready_pod("p-a", 0, "ip")]), &HashMap::new());
+    let c = find(&s.conditions, COND_READY).unwrap();
+    assert_eq!(c.reason.as_deref(), Some("WaitingForPool"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some("1 of 2 pods allocated from pool p, 1/2 pods ready")
+    );
+}
+
+#[test]
+fn first_write_waits_for_a_pod() {
+    let bs = sandbox(json!({"replicas": 2, "template": template()}));
+    assert!(first_write_deferred(&bs, 0));
+    assert!(!first_write_deferred(&bs, 1));
+    let zero = sandbox(json!({"replicas": 0, "template": template()}));
+    assert!(!first_write_deferred(&zero, 0));
+    let written = with_status(bs, status_of(&zero, &[], &HashMap::new()));
+    assert!(!first_write_deferred(&written, 0));
+}
