@@ -67,3 +67,55 @@ proptest! {
         prop_assert_eq!(live, want);
     }
 }
+
+/// A listed pod: (ready, deleting, waiting reason index, restarts).
+fn arb_status_pod() -> impl Strategy<Value = (bool, bool, u8, i32)> {
+    (any::<bool>(), prop::bool::weighted(0.2), 0u8..4, 0i32..3)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Recomputing the status from its own output, later, with the same pods changes nothing:
+    /// one write per change, never a write caused by a write.
+    #[test]
+    fn status_is_a_fixed_point(
+        replicas in 0i32..5,
+        listed in prop::collection::vec(arb_status_pod(), 0..6),
+    ) {
+        use std::collections::HashMap;
+        use chrono::TimeZone;
+        use crate::cache::objects::ContainerState;
+        let reasons = [None, Some("CrashLoopBackOff"), Some("ErrImagePull"), None];
+        let pods: Vec<Arc<PodInfo>> = listed
+            .iter()
+            .enumerate()
+            .map(|(i, &(ready, deleting, w, restarts))| {
+                let i = u32::try_from(i).unwrap_or(0);
+                Arc::new(PodInfo {
+                    ready,
+                    deleting,
+                    phase: if ready { "Running" } else { "Pending" }.into(),
+                    containers: vec![ContainerState {
+                        name: "c".into(),
+                        container_id: None,
+                        running: ready,
+                        restarts,
+                        waiting_reason: reasons[usize::from(w)].map(String::from),
+                    }],
+                    ..pod(&format!("bs-{i}"), Some(i))
+                })
+            })
+            .collect();
+        let baseline: HashMap<String, i32> =
+            pods.iter().map(|p| (p.uid.clone(), 0)).collect();
+        let bs = sandbox(json!({"replicas": replicas, "template": {"spec": {"containers": [{"name": "c"}]}}}));
+        let t = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let input = |bs, now| StatusInput { bs, pods: &pods, tasks: None, restart_baseline: &baseline, now };
+        let first = sandbox_status(&input(&bs, t));
+        let mut written = bs.clone();
+        written.status = Some(first.clone());
+        let second = sandbox_status(&input(&written, t + chrono::Duration::minutes(5)));
+        prop_assert!(!status_changed(Some(&first), &second));
+    }
+}
