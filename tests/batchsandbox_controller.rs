@@ -23,8 +23,12 @@ where
 }
 
 async fn create_pool(s: &ApiServer, name: &str, warm: i32) {
+    create_pool_recycling(s, name, warm, "Delete").await;
+}
+
+async fn create_pool_recycling(s: &ApiServer, name: &str, warm: i32, recycle: &str) {
     let mut body = pool_json(name, warm, warm, 0, warm * 2 + 10);
-    body["spec"]["recycleStrategy"] = json!({"type": "Delete"});
+    body["spec"]["recycleStrategy"] = json!({"type": recycle});
     api::<Pool>(s)
         .create(
             &PostParams::default(),
@@ -427,24 +431,7 @@ async fn noop_recycling_returns_the_same_pods_to_the_pool() {
     let s = api_server().await;
     let _k = kubelet(&s);
     let _m = Manager::start(&s, "m1", None).await;
-    let mut body = pool_json("noop", 2, 2, 0, 10);
-    body["spec"]["recycleStrategy"] = json!({"type": "Noop"});
-    api::<Pool>(&s)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(body).unwrap(),
-        )
-        .await
-        .unwrap();
-    eventually("pool warm", T, || async {
-        api::<Pool>(&s)
-            .get("noop")
-            .await
-            .unwrap()
-            .status
-            .is_some_and(|st| st.available == 2)
-    })
-    .await;
+    create_pool_recycling(&s, "noop", 2, "Noop").await;
     create_sandbox(&s, sandbox_json("n", 1, Some("noop"))).await;
     eventually("ready", T, || async { ready(&s, "n", 1).await }).await;
     let held = ledger(&sandbox(&s, "n").await.unwrap());

@@ -229,11 +229,11 @@ impl SandboxActor {
             set_condition(&mut status.conditions, spec_cond);
         }
         let current = bs.status.as_ref();
-        // A new sandbox stays status-less until it has a pod: its first status write then
-        // already reports the pods (one write per batch, not two).
-        let premature =
-            current.is_none() && pods.is_empty() && bs.spec.replicas > 0 && spec_problem.is_none();
-        if !premature
+        // A new sandbox stays status-less until it has a pod (one status write per batch),
+        // unless there is a spec problem to report.
+        let deferred =
+            spec_problem.is_none() && sandbox_policy::first_write_deferred(&bs, pods.len());
+        if !deferred
             && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
         {

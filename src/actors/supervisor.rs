@@ -43,35 +43,40 @@ impl Supervisor {
     }
 
     fn route_sandbox(&mut self, key: ObjKey) {
-        if self.ctx.cache.sandbox(&key).is_none() {
-            if let Some(addr) = self.sandboxes.remove(&key) {
-                addr.do_send(Stop);
-            }
-            return;
-        }
+        let exists = self.ctx.cache.sandbox(&key).is_some();
         let ctx = self.ctx.clone();
-        let addr = self
-            .sandboxes
-            .entry(key.clone())
-            .or_insert_with(|| SandboxActor::new(key, ctx).start());
-        let _ = addr.try_send(Wake);
+        route(&mut self.sandboxes, key, exists, |k| {
+            SandboxActor::new(k, ctx).start()
+        });
     }
 
     fn route_pool(&mut self, key: ObjKey) {
-        if self.ctx.cache.pool(&key).is_none() {
-            if let Some(addr) = self.pools.remove(&key) {
-                addr.do_send(Stop);
-            }
-            return;
-        }
+        let exists = self.ctx.cache.pool(&key).is_some();
         let ctx = self.ctx.clone();
-        let addr = self
-            .pools
-            .entry(key.clone())
-            .or_insert_with(|| PoolActor::new(key, ctx).start());
-        // A full mailbox already holds a Wake, and a Wake reads the latest cache state.
-        let _ = addr.try_send(Wake);
+        route(&mut self.pools, key, exists, |k| {
+            PoolActor::new(k, ctx).start()
+        });
     }
+}
+
+/// Wakes the actor of `key` (starting it first), or stops it when its object is gone.
+fn route<A>(
+    actors: &mut HashMap<ObjKey, Addr<A>>,
+    key: ObjKey,
+    exists: bool,
+    start: impl FnOnce(ObjKey) -> Addr<A>,
+) where
+    A: Actor<Context = Context<A>> + Handler<Wake> + Handler<Stop>,
+{
+    if !exists {
+        if let Some(addr) = actors.remove(&key) {
+            addr.do_send(Stop);
+        }
+        return;
+    }
+    let addr = actors.entry(key.clone()).or_insert_with(|| start(key));
+    // A full mailbox already holds a Wake, and a Wake reads the latest cache state.
+    let _ = addr.try_send(Wake);
 }
 
 impl Actor for Supervisor {

@@ -255,45 +255,35 @@ impl Cache {
     /// Replaces a kind's whole content after a (re)list: objects missing from the new list
     /// are deleted (so deletes missed during a watch gap reach the actors), the rest applied.
     pub fn replace_pools(&self, pools: Vec<Pool>) {
-        let keep: HashSet<ObjKey> = pools.iter().map(key_of).collect();
-        let gone: Vec<ObjKey> = self
-            .state
-            .read()
-            .pools
-            .keys()
-            .filter(|k| !keep.contains(*k))
-            .cloned()
-            .collect();
+        let gone = self.missing(|st| &st.pools, pools.iter().map(key_of));
         gone.iter().for_each(|k| self.delete_pool(k));
         pools.into_iter().for_each(|p| self.apply_pool(p));
     }
 
     pub fn replace_sandboxes(&self, list: Vec<BatchSandbox>) {
-        let keep: HashSet<ObjKey> = list.iter().map(key_of).collect();
-        let gone: Vec<ObjKey> = self
-            .state
-            .read()
-            .sandboxes
-            .keys()
-            .filter(|k| !keep.contains(*k))
-            .cloned()
-            .collect();
+        let gone = self.missing(|st| &st.sandboxes, list.iter().map(key_of));
         gone.iter().for_each(|k| self.delete_sandbox(k));
         list.into_iter().for_each(|b| self.apply_sandbox(b));
     }
 
     pub fn replace_pods(&self, list: Vec<PodInfo>) {
-        let keep: HashSet<ObjKey> = list.iter().map(PodInfo::key).collect();
-        let gone: Vec<ObjKey> = self
-            .state
-            .read()
-            .pods
+        let gone = self.missing(|st| &st.pods, list.iter().map(PodInfo::key));
+        gone.iter().for_each(|k| self.delete_pod(k));
+        list.into_iter().for_each(|p| self.apply_pod(p));
+    }
+
+    /// Cached keys of one kind that a fresh list no longer contains.
+    fn missing<V>(
+        &self,
+        kind: impl Fn(&State) -> &HashMap<ObjKey, V>,
+        listed: impl Iterator<Item = ObjKey>,
+    ) -> Vec<ObjKey> {
+        let keep: HashSet<ObjKey> = listed.collect();
+        kind(&self.state.read())
             .keys()
             .filter(|k| !keep.contains(*k))
             .cloned()
-            .collect();
-        gone.iter().for_each(|k| self.delete_pod(k));
-        list.into_iter().for_each(|p| self.apply_pod(p));
+            .collect()
     }
 
     // ---- reads ----

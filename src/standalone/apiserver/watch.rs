@@ -50,18 +50,8 @@ impl WatchFilter {
             .map(|p| self.matches(&p.value))
             .unwrap_or(false);
         let type_ = match change.type_ {
-            EventType::Deleted => {
-                if !now {
-                    return None;
-                }
-                EventType::Deleted
-            }
-            EventType::Added => {
-                if !now {
-                    return None;
-                }
-                EventType::Added
-            }
+            EventType::Added | EventType::Deleted if now => change.type_,
+            EventType::Added | EventType::Deleted => return None,
             EventType::Modified => match (before, now) {
                 (true, true) => EventType::Modified,
                 (false, true) => EventType::Added,
