@@ -74,6 +74,24 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Where other replicas reach this one's SDK API: the explicit flag, else the pod IP with
+/// the API port; `None` when the API is off.
+fn advertised_api(
+    flag: Option<&str>,
+    pod_ip: Option<&str>,
+    api: Option<std::net::SocketAddr>,
+) -> Option<String> {
+    let api = api?;
+    if let Some(url) = flag.map(str::trim).filter(|f| !f.is_empty()) {
+        return Some(url.trim_end_matches('/').to_string());
+    }
+    let ip: std::net::IpAddr = pod_ip?.trim().parse().ok()?;
+    Some(format!(
+        "http://{}",
+        std::net::SocketAddr::new(ip, api.port())
+    ))
+}
+
 fn init_tracing(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -124,6 +142,13 @@ struct ManagerArgs {
     /// Address of the OpenSandbox SDK lifecycle API (`0` disables it).
     #[arg(long, default_value = "0.0.0.0:8080")]
     api_bind_address: String,
+    /// SDK API base URL other replicas relay calls to while this one leads
+    /// (default: `http://$POD_IP:<api port>` when POD_IP is set).
+    #[arg(long, env = "API_ADVERTISE_ADDRESS")]
+    api_advertise_address: Option<String>,
+    /// This pod's IP (downward API), for the default advertise address.
+    #[arg(long, env = "POD_IP", hide = true)]
+    pod_ip: Option<String>,
     /// Lifecycle API configuration (TOML, compatible with the upstream server's keys).
     #[arg(long, env = "SANDBOX_CONFIG_PATH")]
     config: Option<std::path::PathBuf>,
@@ -197,6 +222,19 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
         "sandbox images"
     );
     let identity = args.identity.clone().unwrap_or_else(host_name);
+    let api_addr = parse_addr("api-bind-address", &args.api_bind_address)?;
+    let advertise_address = advertised_api(
+        args.api_advertise_address.as_deref(),
+        args.pod_ip.as_deref(),
+        api_addr,
+    );
+    if args.leader_elect && api_addr.is_some() && advertise_address.is_none() {
+        tracing::warn!(
+            "leader election is on but this replica advertises no SDK API address \
+             (set POD_IP or --api-advertise-address): while it leads, other replicas \
+             cannot relay SDK calls to it"
+        );
+    }
     let opts = ManagerOptions {
         namespace: Some(args.namespace.clone()).filter(|n| !n.is_empty()),
         leader: args.leader_elect.then(|| LeaderOptions {
@@ -210,10 +248,11 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
             lease_duration: args.lease_duration,
             renew_deadline: args.renew_deadline,
             retry_period: args.retry_period,
+            advertise_address: advertise_address.clone(),
         }),
         identity,
         health_addr: parse_addr("health-probe-bind-address", &args.health_probe_bind_address)?,
-        api: match parse_addr("api-bind-address", &args.api_bind_address)? {
+        api: match api_addr {
             None => None,
             Some(addr) => {
                 let mut config = ServerConfig::load(args.config.as_deref())
@@ -304,4 +343,32 @@ fn crdgen(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_api;
+
+    #[test]
+    fn the_advertised_api_address_follows_the_flag_then_the_pod_ip() {
+        let api = Some("0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            advertised_api(Some("http://svc:9/"), Some("10.0.0.7"), api).as_deref(),
+            Some("http://svc:9")
+        );
+        assert_eq!(
+            advertised_api(None, Some("10.0.0.7"), api).as_deref(),
+            Some("http://10.0.0.7:8080")
+        );
+        assert_eq!(
+            advertised_api(None, Some("fd00::7"), api).as_deref(),
+            Some("http://[fd00::7]:8080")
+        );
+        assert_eq!(advertised_api(None, Some("not-an-ip"), api), None);
+        assert_eq!(advertised_api(None, None, api), None);
+        assert_eq!(
+            advertised_api(Some("http://x:1"), Some("10.0.0.7"), None),
+            None
+        );
+    }
 }

@@ -16,6 +16,7 @@ use crate::actors::{ActorConfig, Controller, run_actors};
 use crate::cache::{Cache, InformerConfig};
 use actix_web::web;
 
+use crate::http::lifecycle::forward::Leadership;
 use crate::http::lifecycle::{LifecycleState, ServerConfig, lifecycle_server};
 use crate::http::probes;
 
@@ -28,6 +29,9 @@ pub struct LeaderOptions {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// This replica's SDK API base URL (`http://<pod IP>:<port>`), published on the Lease
+    /// while it leads; followers relay SDK calls there.
+    pub advertise_address: Option<String>,
 }
 
 /// Everything the manager needs besides its client.
@@ -92,19 +96,6 @@ impl Manager {
             informer_cfg.relist_interval = r;
         }
         let informers = crate::cache::informer::start(client.clone(), cache.clone(), &informer_cfg);
-        if let Some((addr, config)) = &opts.api {
-            let state = web::Data::new(LifecycleState::new(
-                client.clone(),
-                cache.clone(),
-                config.clone(),
-            ));
-            let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            servers.push(srv.handle());
-            actix_rt::spawn(srv);
-        }
         let leader = match &opts.leader {
             Some(l) => Some(LeaderElector::spawn(
                 client.clone(),
@@ -115,6 +106,7 @@ impl Manager {
                     lease_duration: l.lease_duration,
                     renew_deadline: l.renew_deadline,
                     retry_period: l.retry_period,
+                    advertise_address: l.advertise_address.clone(),
                 },
             )?),
             None => None,
@@ -123,6 +115,30 @@ impl Manager {
             .as_ref()
             .map(|h| h.gate())
             .unwrap_or_else(LeaderGate::always);
+        if let Some((addr, config)) = &opts.api {
+            let leadership = leader
+                .as_ref()
+                .zip(opts.leader.as_ref())
+                .map(|(h, l)| Leadership {
+                    gate: h.gate(),
+                    state: h.subscribe(),
+                    identity: l.identity.clone(),
+                    // A failover: the old lease runs out, then a follower needs a round to win.
+                    wait: l.lease_duration + l.retry_period * 2,
+                });
+            let state = web::Data::new(LifecycleState::with_leadership(
+                client.clone(),
+                cache.clone(),
+                config.clone(),
+                leadership,
+            ));
+            let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            servers.push(srv.handle());
+            actix_rt::spawn(srv);
+        }
         if let Some(h) = &leader {
             let mut rx = h.subscribe();
             tokio::spawn(async move {

@@ -335,6 +335,7 @@ async fn manager_requests_stay_within_the_chart_rbac() {
         lease_duration: Duration::from_secs(1),
         renew_deadline: Duration::from_millis(600),
         retry_period: Duration::from_millis(150),
+        advertise_address: None,
         ..LeaderConfig::new("opensandbox-controller-leader", "default", "a")
     };
     let m = Manager::start(&s, "a", Some(lease)).await;
@@ -464,6 +465,7 @@ async fn the_manager_accepts_the_rendered_command_line() {
         .env("KUBECONFIG", dir.path().join("kubeconfig"))
         .env("POD_NAMESPACE", "default")
         .env("POD_NAME", "manager-0")
+        .env("POD_IP", "127.0.0.1")
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -31,6 +31,7 @@ fn cfg(identity: &str) -> LeaderConfig {
         lease_duration: LEASE_DURATION,
         renew_deadline: RENEW_DEADLINE,
         retry_period: RETRY,
+        advertise_address: None,
     }
 }
 

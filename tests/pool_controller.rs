@@ -283,6 +283,7 @@ async fn only_the_leader_writes_and_a_follower_takes_over() {
         lease_duration: Duration::from_secs(1),
         renew_deadline: Duration::from_millis(600),
         retry_period: Duration::from_millis(150),
+        advertise_address: None,
         ..LeaderConfig::new("opensandbox-controller-leader", "default", id)
     };
     let a = Manager::start(&s, "a", Some(lease("a"))).await;

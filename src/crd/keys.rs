@@ -14,6 +14,9 @@ pub const ANNOTATION_RESTART_RECORD: &str = "sandbox.opensandbox.io/restart-reco
 pub const ANNOTATION_RESTART_CONFIG: &str = "sandbox.opensandbox.io/restart-config";
 
 /// Owning pool of a pool pod.
+/// On the leader-election Lease: the SDK API base URL of the holder, where followers forward.
+pub const ANNOTATION_LEADER_API_ADDRESS: &str = "sandbox.opensandbox.io/leader-api-address";
+
 pub const LABEL_POOL_NAME: &str = "sandbox.opensandbox.io/pool-name";
 /// Pool template revision a pool pod was created from.
 pub const LABEL_POOL_REVISION: &str = "sandbox.opensandbox.io/pool-revision";

@@ -329,6 +329,8 @@ def test_default_resources_probes_and_security():
     env = {e["name"]: e for e in c["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    # The leader publishes http://$POD_IP:<api port> on its Lease; followers relay there.
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert not objects("defaults", "PodDisruptionBudget")
     assert not objects("defaults", "NetworkPolicy")
 

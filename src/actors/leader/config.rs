@@ -17,6 +17,9 @@ pub struct LeaderConfig {
     pub renew_deadline: Duration,
     /// Pause between attempts to acquire or renew.
     pub retry_period: Duration,
+    /// Where this replica serves the SDK API, published on the Lease while it leads so
+    /// followers can forward to it.
+    pub advertise_address: Option<String>,
 }
 
 /// Why a [`LeaderConfig`] cannot be used.
@@ -64,6 +67,7 @@ impl LeaderConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            advertise_address: None,
         }
     }
 

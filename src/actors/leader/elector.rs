@@ -51,7 +51,8 @@ enum AttemptError {
 enum Outcome {
     /// We wrote the lease; `Instant` is taken before the request was sent.
     Holding(Box<Lease>, Instant),
-    HeldBy(String),
+    /// Someone else holds it; their published SDK API address, if any.
+    HeldBy(String, Option<String>),
     /// Someone else wrote the lease between our read and our write.
     Conflict,
 }
@@ -111,7 +112,7 @@ impl LeaderElector {
         };
         match result {
             Ok(Outcome::Holding(lease, base)) => self.hold(*lease, base),
-            Ok(Outcome::HeldBy(holder)) => self.follow(holder),
+            Ok(Outcome::HeldBy(holder, address)) => self.follow(holder, address),
             Ok(Outcome::Conflict) => debug!(lease = %self.lease_ref(), "lost a write race"),
             Err(e) if self.leading => warn!(lease = %self.lease_ref(), error = %e, "renew failed"),
             Err(e) => debug!(lease = %self.lease_ref(), error = %e, "acquire failed"),
@@ -135,7 +136,8 @@ impl LeaderElector {
             self.observer
                 .live_other_holder(&self.cfg.identity, now, self.cfg.lease_duration);
         if let Some(holder) = live {
-            return Ok(Outcome::HeldBy(holder.to_string()));
+            let address = record::advertised_address(&lease);
+            return Ok(Outcome::HeldBy(holder.to_string(), address));
         }
         let claim = record::claimed(Some(&spec), &self.cfg.identity, self.lease_seconds);
         self.write(&lease, claim).await
@@ -168,12 +170,14 @@ impl LeaderElector {
             if let Some(lease) = self.api.get_opt(&self.cfg.lease_name).await? {
                 return Ok(Ok(lease));
             }
+            let mut metadata = ObjectMeta {
+                name: Some(self.cfg.lease_name.clone()),
+                namespace: Some(self.cfg.namespace.clone()),
+                ..ObjectMeta::default()
+            };
+            record::set_advertised_address(&mut metadata, self.cfg.advertise_address.as_deref());
             let fresh = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.cfg.lease_name.clone()),
-                    namespace: Some(self.cfg.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
+                metadata,
                 spec: Some(record::claimed(
                     None,
                     &self.cfg.identity,
@@ -194,6 +198,9 @@ impl LeaderElector {
     async fn write(&self, current: &Lease, spec: LeaseSpec) -> Result<Outcome, AttemptError> {
         let mut next = current.clone();
         next.metadata.managed_fields = None;
+        let ours = record::holder(&spec) == Some(self.cfg.identity.as_str());
+        let address = self.cfg.advertise_address.as_deref().filter(|_| ours);
+        record::set_advertised_address(&mut next.metadata, address);
         next.spec = Some(spec);
         let base = Instant::now();
         match self
@@ -221,15 +228,22 @@ impl LeaderElector {
             self.leading = true;
             info!(lease = %self.lease_ref(), identity = %self.cfg.identity, "became leader");
         }
-        self.shared.publish(true, Some(self.cfg.identity.clone()));
+        self.shared.publish(
+            true,
+            Some(self.cfg.identity.clone()),
+            self.cfg.advertise_address.clone(),
+        );
     }
 
-    fn follow(&mut self, holder: String) {
+    fn follow(&mut self, holder: String, address: Option<String>) {
         if self.leading {
             self.step_down(&format!("lease is held by {holder}"));
         }
-        if self.shared.publish(false, Some(holder.clone())) {
-            info!(lease = %self.lease_ref(), %holder, "following leader");
+        if self
+            .shared
+            .publish(false, Some(holder.clone()), address.clone())
+        {
+            info!(lease = %self.lease_ref(), %holder, address = ?address, "following leader");
         }
     }
 
@@ -242,7 +256,7 @@ impl LeaderElector {
     fn step_down(&mut self, reason: &str) {
         self.leading = false;
         self.shared.step_down();
-        self.shared.publish(false, None);
+        self.shared.publish(false, None, None);
         warn!(lease = %self.lease_ref(), identity = %self.cfg.identity, reason, "stepped down");
     }
 
@@ -276,7 +290,7 @@ impl LeaderElector {
         };
         match result {
             Ok(true) => {
-                self.shared.publish(false, None);
+                self.shared.publish(false, None, None);
                 info!(lease = %self.lease_ref(), identity = %self.cfg.identity, "released lease");
             }
             Ok(false) => debug!(lease = %self.lease_ref(), "not the holder; nothing to release"),

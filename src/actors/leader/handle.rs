@@ -13,6 +13,8 @@ pub struct LeaderState {
     pub is_leader: bool,
     /// The holder we last observed (ourselves while leading).
     pub holder: Option<String>,
+    /// The SDK API address the holder published on the Lease, if any.
+    pub holder_address: Option<String>,
     /// When this `(is_leader, holder)` pair began, on our monotonic clock.
     pub since: Option<Instant>,
 }
@@ -71,15 +73,25 @@ impl Shared {
     }
 
     /// Publishes a transition; returns whether anything changed.
-    pub(super) fn publish(&self, is_leader: bool, holder: Option<String>) -> bool {
+    pub(super) fn publish(
+        &self,
+        is_leader: bool,
+        holder: Option<String>,
+        holder_address: Option<String>,
+    ) -> bool {
         self.state.send_if_modified(|s| {
             if s.is_leader == is_leader && s.holder == holder {
-                return false;
+                if s.holder_address == holder_address {
+                    return false;
+                }
+                s.holder_address = holder_address;
+                return true;
             }
             let since = (is_leader || holder.is_some()).then(Instant::now);
             *s = LeaderState {
                 is_leader,
                 holder,
+                holder_address,
                 since,
             };
             true
@@ -87,8 +99,11 @@ impl Shared {
     }
 
     fn demote(&self) {
-        let holder = self.state.borrow().holder.clone();
-        self.publish(false, holder);
+        let (holder, address) = {
+            let s = self.state.borrow();
+            (s.holder.clone(), s.holder_address.clone())
+        };
+        self.publish(false, holder, address);
     }
 }
 
@@ -170,6 +185,11 @@ impl LeaderGate {
 
     pub fn is_leader(&self) -> bool {
         self.0.as_ref().is_none_or(|s| s.is_leader())
+    }
+
+    /// A gate that is never open (a replica that has not won any election).
+    pub fn never() -> Self {
+        Self(Some(Shared::new()))
     }
 }
 

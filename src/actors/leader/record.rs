@@ -2,13 +2,43 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::LeaseSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::keys::ANNOTATION_LEADER_API_ADDRESS;
 
 /// The non-empty holder of a record, if any.
 pub(super) fn holder(spec: &LeaseSpec) -> Option<&str> {
     spec.holder_identity.as_deref().filter(|h| !h.is_empty())
+}
+
+/// The SDK API address the holder published on the Lease.
+pub(super) fn advertised_address(lease: &Lease) -> Option<String> {
+    lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_LEADER_API_ADDRESS)
+        .filter(|a| !a.is_empty())
+        .cloned()
+}
+
+/// Publishes `address` on the Lease, or removes a stale one (a released lease or a
+/// replica that serves no API must not attract forwarded requests).
+pub(super) fn set_advertised_address(meta: &mut ObjectMeta, address: Option<&str>) {
+    match address {
+        Some(a) => {
+            meta.annotations
+                .get_or_insert_with(Default::default)
+                .insert(ANNOTATION_LEADER_API_ADDRESS.to_string(), a.to_string());
+        }
+        None => {
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove(ANNOTATION_LEADER_API_ADDRESS);
+            }
+        }
+    }
 }
 
 /// The last record we saw and when we first saw it, on our monotonic clock.
@@ -72,5 +102,25 @@ pub(super) fn released(old: &LeaseSpec) -> LeaseSpec {
         acquire_time: None,
         renew_time: Some(MicroTime(Timestamp::now())),
         ..old.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_address_is_published_and_removed() {
+        let mut lease = Lease::default();
+        assert_eq!(advertised_address(&lease), None);
+        set_advertised_address(&mut lease.metadata, Some("http://10.0.0.7:8080"));
+        assert_eq!(
+            advertised_address(&lease).as_deref(),
+            Some("http://10.0.0.7:8080")
+        );
+        set_advertised_address(&mut lease.metadata, None);
+        assert_eq!(advertised_address(&lease), None);
+        set_advertised_address(&mut lease.metadata, Some(""));
+        assert_eq!(advertised_address(&lease), None, "empty means none");
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::workload::LABEL_ID;
+use crate::actors::leader::LeaderGate;
 use crate::cache::Cache;
 use crate::crd::ledger::Ledger;
 use crate::crd::{BatchSandbox, Pool};
@@ -25,6 +26,36 @@ pub struct Backend {
     cache: Arc<Cache>,
     namespace: String,
     changes: watch::Receiver<u64>,
+    writer: Writer,
+}
+
+/// Whether this replica may write now: always alone, only while leading among replicas.
+pub struct Writer {
+    gate: LeaderGate,
+    identity: String,
+}
+
+impl Writer {
+    pub fn always() -> Self {
+        Self {
+            gate: LeaderGate::always(),
+            identity: String::new(),
+        }
+    }
+
+    pub fn elected(gate: LeaderGate, identity: String) -> Self {
+        Self { gate, identity }
+    }
+
+    /// Checked right before every write, so a replica that lost the lease mid-call
+    /// answers "not the leader" instead of writing.
+    fn check(&self) -> Result<(), ApiError> {
+        if self.gate.is_leader() {
+            Ok(())
+        } else {
+            Err(ApiError::not_leader(&self.identity))
+        }
+    }
 }
 
 /// How a wait ended.
@@ -40,7 +71,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 impl Backend {
     /// Needs a Tokio runtime: it spawns the task that turns cache notifications into a
     /// change counter every waiting request can watch.
-    pub fn new(client: Client, cache: Arc<Cache>, namespace: String) -> Self {
+    pub fn new(client: Client, cache: Arc<Cache>, namespace: String, writer: Writer) -> Self {
         let (tx, rx) = watch::channel(0u64);
         let sub = cache.subscribe();
         tokio::spawn(async move {
@@ -57,6 +88,7 @@ impl Backend {
             cache,
             namespace,
             changes: rx,
+            writer,
         }
     }
 
@@ -127,6 +159,7 @@ impl Backend {
     }
 
     pub async fn create_sandbox(&self, manifest: Value) -> Result<BatchSandbox, ApiError> {
+        self.writer.check()?;
         let bs: BatchSandbox =
             serde_json::from_value(manifest).map_err(|e| ApiError::kube("build sandbox", e))?;
         self.sandboxes_api()
@@ -153,6 +186,7 @@ impl Backend {
 
     /// Deletes a BatchSandbox by name; 404 when already gone.
     pub async fn delete_sandbox(&self, name: &str, id: &str) -> Result<(), ApiError> {
+        self.writer.check()?;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
@@ -170,6 +204,7 @@ impl Backend {
         id: &str,
         patch: Value,
     ) -> Result<BatchSandbox, ApiError> {
+        self.writer.check()?;
         self.sandboxes_api()
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -195,6 +230,7 @@ impl Backend {
     }
 
     pub async fn create_pool(&self, pool: Value) -> Result<Pool, ApiError> {
+        self.writer.check()?;
         let name = pool["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -218,6 +254,7 @@ impl Backend {
     }
 
     pub async fn patch_pool(&self, name: &str, patch: Value) -> Result<Pool, ApiError> {
+        self.writer.check()?;
         self.pools_api()
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -231,6 +268,7 @@ impl Backend {
     }
 
     pub async fn delete_pool(&self, name: &str) -> Result<(), ApiError> {
+        self.writer.check()?;
         match self
             .pools_api()
             .delete(name, &DeleteParams::default())

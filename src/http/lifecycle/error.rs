@@ -4,6 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// The code of a replica's "I am not the leader" answer (nothing was done; retry elsewhere).
+pub const NOT_LEADER: &str = "SERVER::NOT_LEADER";
+
 /// An API failure: status, machine code and human message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -58,6 +61,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_IMPLEMENTED, code, message)
     }
 
+    /// 503: this replica may not write now (it is not, or no longer certainly, the leader).
+    pub fn not_leader(identity: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            NOT_LEADER,
+            format!("Replica {identity} is not the leader; retry shortly."),
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 500 for a failed Kubernetes call (`action` like "create sandbox").
     pub fn kube(action: &str, err: impl std::fmt::Display) -> Self {
         Self::new(
@@ -83,6 +97,9 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status);
         if let Some(s) = self.retry_after {
             resp.insert_header(("Retry-After", s.to_string()));
+        }
+        if self.code == NOT_LEADER {
+            resp.insert_header((super::forward::NOT_LEADER_HEADER, "true"));
         }
         resp.json(body)
     }

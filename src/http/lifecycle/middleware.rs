@@ -12,8 +12,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 
-use super::LifecycleState;
 use super::error::ApiError;
+use super::{LifecycleState, forward};
 
 pub const API_KEY_HEADER: &str = "open-sandbox-api-key";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -155,6 +155,24 @@ fn admit(req: &ServiceRequest, state: &LifecycleState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A follower's answer to a call the leader must serve; `None` serves it here.
+async fn relay_to_leader(req: &mut ServiceRequest, state: &LifecycleState) -> Option<HttpResponse> {
+    let leadership = state.leadership.as_ref()?;
+    let relayed = req.headers().contains_key(forward::FORWARDED_BY_HEADER);
+    match forward::decide(leadership.gate.is_leader(), req.path(), relayed) {
+        forward::Decision::Local => None,
+        forward::Decision::NotLeader => {
+            Some(ApiError::not_leader(&leadership.identity).error_response())
+        }
+        forward::Decision::Forward => {
+            match forward::forward(leadership, req, state.config.max_body_bytes).await {
+                Ok(answer) => answer,
+                Err(e) => Some(e.error_response()),
+            }
+        }
+    }
+}
+
 /// The middleware wrapping every lifecycle route.
 pub async fn lifecycle_middleware(
     req: ServiceRequest,
@@ -176,7 +194,13 @@ pub async fn lifecycle_middleware(
             .and_then(|s| admit(&req, s).err())
             .map(|e| e.error_response())
     };
-    let mut resp = match early {
+    let mut req = req;
+    let relayed = match (early, state.as_ref()) {
+        (Some(r), _) => Some(r),
+        (None, Some(state)) => relay_to_leader(&mut req, state).await,
+        (None, None) => None,
+    };
+    let mut resp = match relayed {
         Some(r) => req.into_response(r),
         None => next.call(req).await?.map_into_boxed_body(),
     };

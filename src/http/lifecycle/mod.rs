@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod middleware;
 pub mod misc;
 pub mod models;
@@ -33,20 +34,40 @@ pub struct LifecycleState {
     pub config: ServerConfig,
     pub backend: Arc<backend::Backend>,
     rate_limit: Option<middleware::RateLimit>,
+    /// Set when replicas elect a leader: followers relay calls to it.
+    leadership: Option<forward::Leadership>,
 }
 
 impl LifecycleState {
+    /// A single replica: it serves and writes everything itself.
     /// Must be called inside a Tokio runtime (it spawns the cache-notification task).
     pub fn new(client: kube::Client, cache: Arc<Cache>, config: ServerConfig) -> Self {
+        Self::with_leadership(client, cache, config, None)
+    }
+
+    /// One of several replicas: only while `leadership` says we lead are calls served (and
+    /// written) here; otherwise they are relayed to the leader.
+    pub fn with_leadership(
+        client: kube::Client,
+        cache: Arc<Cache>,
+        config: ServerConfig,
+        leadership: Option<forward::Leadership>,
+    ) -> Self {
+        let writer = match &leadership {
+            Some(l) => backend::Writer::elected(l.gate.clone(), l.identity.clone()),
+            None => backend::Writer::always(),
+        };
         let backend = Arc::new(backend::Backend::new(
             client,
             cache,
             config.namespace.clone(),
+            writer,
         ));
         Self {
             rate_limit: middleware::RateLimit::new(config.rate_limit_per_second),
             config,
             backend,
+            leadership,
         }
     }
 }

@@ -230,12 +230,12 @@ pub async fn proxy(
 
 /// Keeps root-relative redirects inside the proxy prefix.
 fn rewrite_location(location: &str, prefix: &str) -> Option<String> {
-    (location.starts_with('/') && !location.starts_with("//"))
+    (!prefix.is_empty() && location.starts_with('/') && !location.starts_with("//"))
         .then(|| format!("{prefix}{location}"))
 }
 
 /// Streams a backend response back, without hop-by-hop headers or `server`.
-fn relay_response(
+pub(super) fn relay_response(
     response: hyper::Response<hyper::body::Incoming>,
     prefix: &str,
     head: bool,
