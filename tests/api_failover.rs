@@ -177,6 +177,21 @@ async fn followers_relay_sdk_calls_to_the_leader_and_survive_a_leader_change() {
     assert_eq!(code, 200, "{got}");
     assert_eq!(got["id"], id.as_str());
 
+    // URLs the leader builds for the client name the replica the client reached.
+    let (code, _, ep) = call(
+        follower.addr,
+        "GET",
+        &format!("/v1/sandboxes/{id}/endpoints/44772?use_server_proxy=true"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(code, 200, "{ep}");
+    assert_eq!(
+        ep["endpoint"],
+        format!("{}/v1/sandboxes/{id}/proxy/44772", follower.addr)
+    );
+
     // Bad input relayed keeps the leader's error envelope and status.
     let (code, _, err) = call(
         follower.addr,

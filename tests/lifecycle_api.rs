@@ -658,6 +658,69 @@ async fn create_timeout_deletes_the_half_created_sandbox() {
 }
 
 #[actix_rt::test]
+async fn secure_access_hands_out_a_per_sandbox_executor_token() {
+    let e = env(cfg()).await;
+    let _ctl = fake_controller(e.s.client(), "10.9.8.7");
+    let app = app!(e);
+    let mut body = sdk_body();
+    body["secureAccess"] = json!(true);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let r = test::call_service(&app, post("/v1/sandboxes", body.clone()).to_request()).await;
+        assert_eq!(r.status(), 202);
+        let id = body_json(r).await["id"].as_str().unwrap().to_string();
+        for query in ["", "?use_server_proxy=true"] {
+            let uri = format!("/v1/sandboxes/{id}/endpoints/44772{query}");
+            let r = test::call_service(&app, get(&uri).to_request()).await;
+            assert_eq!(r.status(), 200);
+            let ep = body_json(r).await;
+            let token = ep["headers"]["X-EXECD-ACCESS-TOKEN"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(token.len(), 64, "{ep}");
+            tokens.push(token);
+        }
+        let bs = sandboxes(&e.s)
+            .await
+            .into_iter()
+            .find(|b| b.name_any() == id)
+            .unwrap();
+        let pod = bs.spec.template.as_ref().unwrap();
+        let env = serde_json::to_value(&pod["spec"]["containers"][0]["env"]).unwrap();
+        assert!(
+            env.as_array()
+                .unwrap()
+                .contains(&json!({"name": "EXECD_ACCESS_TOKEN", "value": tokens.last().unwrap()})),
+            "the executor gets the token: {env}"
+        );
+    }
+    assert_eq!(tokens[0], tokens[1], "one token per sandbox");
+    assert_ne!(tokens[0], tokens[2], "sandboxes do not share tokens");
+    // Without secureAccess there is no token.
+    let r = test::call_service(&app, post("/v1/sandboxes", sdk_body()).to_request()).await;
+    let id = body_json(r).await["id"].as_str().unwrap().to_string();
+    let r = test::call_service(
+        &app,
+        get(&format!("/v1/sandboxes/{id}/endpoints/44772")).to_request(),
+    )
+    .await;
+    assert!(body_json(r).await.get("headers").is_none());
+    // A pool's pods exist before the sandbox, so they cannot carry its token.
+    let r = test::call_service(
+        &app,
+        post(
+            "/v1/sandboxes",
+            json!({"extensions": {"poolRef": "p"}, "timeout": 60, "secureAccess": true}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(body_json(r).await["code"], "SANDBOX::INVALID_PARAMETER");
+}
+
+#[actix_rt::test]
 async fn answer_pending_then_endpoint_404_until_address() {
     let mut c = cfg();
     c.answer_pending = true;

@@ -247,6 +247,7 @@ async fn supervise(entrypoint: &[String], envs_path: &std::path::Path) -> anyhow
     let mut child = tokio::process::Command::new(prog)
         .args(rest)
         .env("EXECD_ENVS", envs_path)
+        .env_remove(opensandbox_executor::process::ACCESS_TOKEN_ENV)
         .spawn()
         .with_context(|| format!("starting entrypoint {prog}"))?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));

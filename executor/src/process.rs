@@ -5,6 +5,9 @@ use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::process::ExitStatus;
 
+/// Where the executor's access token comes from (see `--access-token`).
+pub const ACCESS_TOKEN_ENV: &str = "EXECD_ACCESS_TOKEN";
+
 /// Environment for a command: executor env, then `EXECD_ENVS` entries, then request envs.
 /// `EXECD_ENVS` itself is always exported so `commands.set_env` can append to the file.
 pub fn command_env(
@@ -12,6 +15,8 @@ pub fn command_env(
     overlay: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    // The access token guards the executor's API; commands in the sandbox do not need it.
+    env.remove(ACCESS_TOKEN_ENV);
     env.insert(
         "EXECD_ENVS".to_string(),
         envs_file.to_string_lossy().into_owned(),

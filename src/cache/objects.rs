@@ -207,6 +207,7 @@ const SANDBOX_ANNOTATIONS: &[&str] = &[
     keys::ANNOTATION_ALLOC_RELEASE,
     keys::ANNOTATION_ALLOC_RELEASED,
     keys::ANNOTATION_ENDPOINTS,
+    keys::ANNOTATION_SECURE_ACCESS_TOKEN,
 ];
 
 fn keep_annotations(annotations: &mut BTreeMap<String, String>, keep: &[&str]) {

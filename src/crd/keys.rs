@@ -14,6 +14,9 @@ pub const ANNOTATION_RESTART_RECORD: &str = "sandbox.opensandbox.io/restart-reco
 pub const ANNOTATION_RESTART_CONFIG: &str = "sandbox.opensandbox.io/restart-config";
 
 /// Owning pool of a pool pod.
+/// On an SDK-created BatchSandbox with `secureAccess`: its executor's access token.
+pub const ANNOTATION_SECURE_ACCESS_TOKEN: &str = "opensandbox.io/secure-access-token";
+
 /// On the leader-election Lease: the SDK API base URL of the holder, where followers forward.
 pub const ANNOTATION_LEADER_API_ADDRESS: &str = "sandbox.opensandbox.io/leader-api-address";
 

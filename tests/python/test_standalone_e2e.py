@@ -173,6 +173,40 @@ def test_server_proxy_mode(standalone):
         sandbox.kill()
 
 
+@pytest.mark.parametrize("proxy", [False, True])
+def test_secure_access_gives_each_sandbox_its_own_executor_token(standalone, proxy):
+    cfg = _config(standalone, proxy=proxy)
+    first = SandboxSync.create("host", connection_config=cfg, secure_access=True,
+                               ready_timeout=timedelta(seconds=60))
+    second = SandboxSync.create("host", connection_config=cfg, secure_access=True,
+                                ready_timeout=timedelta(seconds=60))
+    try:
+        # The SDK sends the token the endpoint lookup hands out.
+        r = first.commands.run("echo secured; echo token=${EXECD_ACCESS_TOKEN:-none}")
+        out = "".join(m.text for m in r.logs.stdout)
+        assert "secured" in out and "token=none" in out, out
+        eps = [httpx.get(f"{standalone['base']}/v1/sandboxes/{s.id}/endpoints/44772",
+                         timeout=5).json() for s in (first, second)]
+        tokens = [e["headers"]["X-EXECD-ACCESS-TOKEN"] for e in eps]
+        assert len(set(tokens)) == 2 and all(len(t) == 64 for t in tokens)
+        # Straight to the executor: no token or another sandbox's token is refused.
+        url = f"http://{eps[0]['endpoint']}/ping"
+        assert httpx.get(url, timeout=5).status_code == 401
+        assert httpx.get(url, headers={"X-EXECD-ACCESS-TOKEN": tokens[1]}, timeout=5).status_code == 401
+        assert httpx.get(url, headers={"X-EXECD-ACCESS-TOKEN": tokens[0]}, timeout=5).status_code == 200
+    finally:
+        first.kill()
+        second.kill()
+
+
+def test_secure_access_with_a_pool_is_refused(standalone):
+    r = httpx.post(f"{standalone['base']}/v1/sandboxes", timeout=10, json={
+        "extensions": {"poolRef": "default"}, "timeout": 60, "secureAccess": True})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "SANDBOX::INVALID_PARAMETER"
+    assert "secureAccess" in r.json()["message"]
+
+
 def _osb(sa, *args: str) -> subprocess.CompletedProcess:
     osb = pathlib.Path(__file__).parent / ".venv" / "bin" / "osb"
     env = dict(os.environ, HOME=str(sa["state"]), NO_COLOR="1")

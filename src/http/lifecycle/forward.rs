@@ -32,9 +32,9 @@ pub const NOT_LEADER_HEADER: &str = "x-opensandbox-not-leader";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Hop-by-hop headers, and the ones we rebuild.
+/// Hop-by-hop headers, and the ones we rebuild. `Host` stays: the leader builds
+/// client-facing URLs (the server-proxy endpoint) from it.
 const DROP_REQUEST: &[&str] = &[
-    "host",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -212,8 +212,10 @@ async fn attempt(req: &ServiceRequest, address: &str, identity: &str, body: Byte
     let mut builder = http::Request::builder()
         .method(req.method().as_str())
         .uri(&uri)
-        .header("host", &authority)
         .header(FORWARDED_BY_HEADER, identity);
+    if !req.headers().contains_key("host") {
+        builder = builder.header("host", &authority);
+    }
     for (name, value) in req.headers() {
         if !DROP_REQUEST.contains(&name.as_str()) {
             builder = builder.header(name.as_str(), value.as_bytes());

@@ -58,8 +58,10 @@ fn lookup(state: &LifecycleState, id: &str) -> Result<Arc<BatchSandbox>> {
 pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Result<HttpResponse> {
     let cfg = &state.config;
     let id = uuid::Uuid::new_v4().to_string();
-    let spec = validate::create_spec(
-        body.into_inner(),
+    let body = body.into_inner();
+    let secure = body.secure_access == Some(true);
+    let mut spec = validate::create_spec(
+        body,
         id.clone(),
         state.backend.namespace().to_string(),
         cfg.max_sandbox_timeout_seconds,
@@ -70,6 +72,9 @@ pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Resu
         && state.backend.pool(pool).is_none()
     {
         return Err(ApiError::pool_not_found(pool));
+    }
+    if secure {
+        spec.access_token = Some(workload::new_access_token());
     }
     let manifest = build_batch_sandbox(&spec, &cfg.executor_image, &cfg.image_pull_policy);
     let changes = state.backend.changes();
@@ -358,10 +363,11 @@ pub async fn endpoint(
     } else {
         format!("{ip}:{port}")
     };
-    Ok(HttpResponse::Ok().json(Endpoint {
-        endpoint,
-        headers: None,
-    }))
+    let sandbox = lookup(&state, &id)?;
+    let headers = workload::access_token(&sandbox).map(|token| {
+        BTreeMap::from([(workload::ACCESS_TOKEN_HEADER.to_string(), token.to_string())])
+    });
+    Ok(HttpResponse::Ok().json(Endpoint { endpoint, headers }))
 }
 
 pub async fn pause(state: State, id: web::Path<String>) -> Result<HttpResponse> {

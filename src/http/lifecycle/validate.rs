@@ -220,9 +220,10 @@ pub fn create_spec(
             "entrypoint: must contain at least one item",
         ));
     }
-    if req.secure_access == Some(true) {
+    if req.secure_access == Some(true) && pool_ref.is_some() {
         return Err(ApiError::invalid_parameter(
-            "secureAccess requires ingress gateway mode, which is not configured.",
+            "secureAccess cannot be combined with extensions.poolRef: pooled pods start before \
+             the sandbox exists, so they cannot carry the sandbox's own access token.",
         ));
     }
     if req.image.as_ref().is_some_and(|i| i.auth.is_some()) {
@@ -285,6 +286,7 @@ pub fn create_spec(
         platform,
         expires_at,
         pool_ref,
+        access_token: None,
     })
 }
 

@@ -38,6 +38,33 @@ pub struct CreateSpec {
     pub platform: Option<PlatformSpec>,
     pub expires_at: Option<DateTime<Utc>>,
     pub pool_ref: Option<String>,
+    /// `secureAccess`: the executor's own access token (template mode only).
+    pub access_token: Option<String>,
+}
+
+/// Annotation holding a sandbox's executor access token (upstream's name).
+pub const ANNOTATION_ACCESS_TOKEN: &str = keys::ANNOTATION_SECURE_ACCESS_TOKEN;
+/// The executor reads its token from this variable and checks it in [`ACCESS_TOKEN_HEADER`].
+pub const ACCESS_TOKEN_ENV: &str = "EXECD_ACCESS_TOKEN";
+pub const ACCESS_TOKEN_HEADER: &str = "X-EXECD-ACCESS-TOKEN";
+
+/// A fresh random access token: 244 random bits as 64 hex characters.
+pub fn new_access_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The executor access token of a sandbox created with `secureAccess`.
+pub fn access_token(bs: &BatchSandbox) -> Option<&str> {
+    bs.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_ACCESS_TOKEN)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
 }
 
 /// RFC 3339 UTC with `Z`.
@@ -95,6 +122,10 @@ pub fn build_batch_sandbox(spec: &CreateSpec, executor_image: &str, pull_policy:
         pod_labels.insert(keys::LABEL_MANAGED.into(), keys::LABEL_MANAGED_VALUE.into());
         let mut command = vec![EXECUTOR_PATH.to_string(), "--".to_string()];
         command.extend(spec.entrypoint.iter().cloned());
+        let mut env = env.clone();
+        if let Some(token) = &spec.access_token {
+            env.insert(ACCESS_TOKEN_ENV.into(), token.clone());
+        }
         let mut container = json!({
             "name": "sandbox",
             "image": spec.image.clone().unwrap_or_default(),
@@ -137,10 +168,14 @@ pub fn build_batch_sandbox(spec: &CreateSpec, executor_image: &str, pull_policy:
         }
         bs_spec["template"] = json!({"metadata": {"labels": pod_labels}, "spec": pod_spec});
     }
+    let mut metadata = json!({"name": spec.id, "namespace": spec.namespace, "labels": labels});
+    if let Some(token) = &spec.access_token {
+        metadata["annotations"] = json!({ ANNOTATION_ACCESS_TOKEN: token });
+    }
     json!({
         "apiVersion": "sandbox.opensandbox.io/v1alpha1",
         "kind": "BatchSandbox",
-        "metadata": {"name": spec.id, "namespace": spec.namespace, "labels": labels},
+        "metadata": metadata,
         "spec": bs_spec,
     })
 }
@@ -335,6 +370,7 @@ mod tests {
             platform: None,
             expires_at: None,
             pool_ref: None,
+            access_token: None,
         }
     }
 
@@ -358,6 +394,28 @@ mod tests {
         assert_eq!(sb.entrypoint, vec!["python", "-m", "http.server"]);
         assert_eq!(sb.metadata.unwrap()["team"], "infra");
         assert_eq!(sb.status.state, "Pending");
+    }
+
+    #[test]
+    fn secure_access_gives_the_executor_its_own_token() {
+        let mut s = spec();
+        s.access_token = Some(new_access_token());
+        let v = build_batch_sandbox(&s, "exec:1", "IfNotPresent");
+        let token = s.access_token.unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(v["metadata"]["annotations"][ANNOTATION_ACCESS_TOKEN], token);
+        let env = &v["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(
+            env.as_array()
+                .unwrap()
+                .contains(&json!({"name": ACCESS_TOKEN_ENV, "value": token}))
+        );
+        let bs: BatchSandbox = serde_json::from_value(v).unwrap();
+        assert_eq!(access_token(&bs), Some(token.as_str()));
+        assert_ne!(new_access_token(), new_access_token());
+        let plain: BatchSandbox =
+            serde_json::from_value(build_batch_sandbox(&spec(), "exec:1", "IfNotPresent")).unwrap();
+        assert_eq!(access_token(&plain), None);
     }
 
     #[test]
