@@ -17,7 +17,7 @@ use crate::cache::{Cache, InformerConfig};
 use actix_web::web;
 
 use crate::http::lifecycle::forward::Leadership;
-use crate::http::lifecycle::{LifecycleState, ServerConfig, lifecycle_server};
+use crate::http::lifecycle::{LifecycleState, ServerConfig, Wiring, lifecycle_server};
 use crate::http::probes;
 
 /// Leader election settings.
@@ -115,30 +115,6 @@ impl Manager {
             .as_ref()
             .map(|h| h.gate())
             .unwrap_or_else(LeaderGate::always);
-        if let Some((addr, config)) = &opts.api {
-            let leadership = leader
-                .as_ref()
-                .zip(opts.leader.as_ref())
-                .map(|(h, l)| Leadership {
-                    gate: h.gate(),
-                    state: h.subscribe(),
-                    identity: l.identity.clone(),
-                    // A failover: the old lease runs out, then a follower needs a round to win.
-                    wait: l.lease_duration + l.retry_period * 2,
-                });
-            let state = web::Data::new(LifecycleState::with_leadership(
-                client.clone(),
-                cache.clone(),
-                config.clone(),
-                leadership,
-            ));
-            let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            servers.push(srv.handle());
-            actix_rt::spawn(srv);
-        }
         if let Some(h) = &leader {
             let mut rx = h.subscribe();
             tokio::spawn(async move {
@@ -155,12 +131,40 @@ impl Manager {
             crate::metrics::get().leader.set(1);
         }
         let ctx = Controller::new(
-            client,
+            client.clone(),
             cache.clone(),
             gate,
             &opts.identity,
             opts.actors.clone(),
         );
+        if let Some((addr, config)) = &opts.api {
+            let leadership = leader
+                .as_ref()
+                .zip(opts.leader.as_ref())
+                .map(|(h, l)| Leadership {
+                    gate: h.gate(),
+                    state: h.subscribe(),
+                    identity: l.identity.clone(),
+                    // A failover: the old lease runs out, then a follower needs a round to win.
+                    wait: l.lease_duration + l.retry_period * 2,
+                });
+            let wiring = Wiring {
+                leadership,
+                actors: Some(ctx.directory.clone()),
+            };
+            let state = web::Data::new(LifecycleState::wired(
+                client.clone(),
+                cache.clone(),
+                config.clone(),
+                wiring,
+            ));
+            let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            servers.push(srv.handle());
+            actix_rt::spawn(srv);
+        }
         let (tx, rx) = watch::channel(false);
         actix_rt::spawn(run_actors(ctx, leader.as_ref().map(|h| h.subscribe()), rx));
         Ok(Self {

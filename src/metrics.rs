@@ -17,6 +17,7 @@ pub struct Metrics {
     pub kube_request_seconds: HistogramVec,
     pub actor_turns: IntCounterVec,
     pub actor_turn_seconds: HistogramVec,
+    pub pool_reservations: IntCounterVec,
     pub pool_pods: IntGaugeVec,
     pub cache_objects: IntGaugeVec,
     pub cache_pod_bytes: IntGauge,
@@ -80,6 +81,11 @@ impl Metrics {
                 "Actor turn latency",
                 &["kind"],
             ),
+            pool_reservations: counter(
+                "opensandbox_pool_reservations_total",
+                "Pooled sandbox creates served from idle pods by the pool's actor",
+                &["result"],
+            ),
             pool_pods: gauge_vec(
                 "opensandbox_pool_pods",
                 "Pool pods by state",
@@ -106,6 +112,7 @@ impl Metrics {
             Box::new(m.kube_request_seconds.clone()),
             Box::new(m.actor_turns.clone()),
             Box::new(m.actor_turn_seconds.clone()),
+            Box::new(m.pool_reservations.clone()),
             Box::new(m.pool_pods.clone()),
             Box::new(m.cache_objects.clone()),
             Box::new(m.cache_pod_bytes.clone()),

@@ -38,6 +38,8 @@ pub struct Controller {
     pub gate: LeaderGate,
     pub recorder: Recorder,
     pub config: ActorConfig,
+    /// The running Supervisor, for the SDK API.
+    pub directory: super::ActorDirectory,
 }
 
 impl Controller {
@@ -58,6 +60,7 @@ impl Controller {
             cache,
             gate,
             config,
+            directory: super::ActorDirectory::default(),
         })
     }
 

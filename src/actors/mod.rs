@@ -3,6 +3,7 @@
 
 pub mod allocation;
 pub mod context;
+pub mod directory;
 pub mod leader;
 pub mod pool_actor;
 pub mod pool_assign;
@@ -14,4 +15,5 @@ pub mod sandbox_policy;
 pub mod supervisor;
 
 pub use context::{ActorConfig, Controller};
+pub use directory::ActorDirectory;
 pub use runner::run_actors;

@@ -23,6 +23,9 @@ use crate::crd::ledger::{Ledger, PodList};
 use crate::crd::{BatchSandbox, Pool, PoolStatus, RecycleType, keys};
 use crate::metrics;
 
+mod reserve;
+pub use reserve::{Reserve, ReserveError};
+
 /// Something changed for this pool: run a turn (coalesced while one runs).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -40,8 +43,14 @@ pub struct PoolActor {
     created: HashMap<String, Instant>,
     /// Pods deleted and still in the cache (not yet terminating there).
     deleted: HashMap<String, Instant>,
-    /// Ledgers this actor wrote that the cache does not show yet (sandbox -> ledger).
+    /// Ledgers this actor wrote (or is writing) that the cache does not show yet
+    /// (sandbox -> ledger).
     written_ledgers: HashMap<String, (Vec<String>, Instant)>,
+    /// Pods handed to sandboxes this actor is creating or created, not yet in the cache
+    /// (sandbox -> pods): held like a ledger so no turn or reservation gives them out again.
+    reserved: HashMap<String, (Vec<String>, Instant)>,
+    /// Idle Ready pods nobody holds, computed once per cache change for reservations.
+    spare: Option<Vec<String>>,
     running: bool,
     again: bool,
     last_status: Option<PoolStatus>,
@@ -56,6 +65,8 @@ impl PoolActor {
             created: HashMap::new(),
             deleted: HashMap::new(),
             written_ledgers: HashMap::new(),
+            reserved: HashMap::new(),
+            spare: None,
             running: false,
             again: false,
             last_status: None,
@@ -84,7 +95,10 @@ struct TurnWork {
     recycle: Vec<(String, String)>,
     recycle_type: RecycleType,
     status: Option<PoolStatus>,
-    invalid_event: Option<String>,
+    /// Why the spec is invalid, if it is.
+    invalid: Option<String>,
+    /// Allocatable pods this turn leaves unallocated.
+    spare: Vec<String>,
 }
 
 /// What the turn achieved.
@@ -92,6 +106,9 @@ struct TurnOutcome {
     created: Vec<String>,
     deleted: Vec<String>,
     written_ledgers: Vec<(String, Vec<String>)>,
+    /// Ledger writes and deletes that did not happen (their expectations are dropped).
+    failed_ledgers: Vec<String>,
+    failed_deletes: Vec<String>,
     /// A write lost a race (409): run another turn on fresh state.
     retry: bool,
     written_status: Option<PoolStatus>,
@@ -190,6 +207,17 @@ impl PoolActor {
             ));
         }
         self.written_ledgers.retain(|n, _| live.contains(n));
+        self.reserved.retain(|name, (_, at)| {
+            let cached = live.contains(name);
+            !cached && at.elapsed() < timeout
+        });
+        for (name, (pods, _)) in &self.reserved {
+            views.push((
+                reserve::reserved_view(name, pods),
+                String::new(),
+                Vec::new(),
+            ));
+        }
         views
     }
 
@@ -277,7 +305,7 @@ impl PoolActor {
             .iter()
             .map(|w| w.newly_allocated.len() as u32)
             .sum();
-        let ledgers = alloc
+        let ledgers: Vec<(LedgerWrite, String, Vec<String>)> = alloc
             .writes
             .into_iter()
             .filter_map(|w| {
@@ -292,12 +320,7 @@ impl PoolActor {
             .collect();
         let counts = plan.status.after_allocating(newly);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
-        let invalid_event = if invalid != self.last_invalid {
-            self.last_invalid = invalid.clone();
-            invalid
-        } else {
-            None
-        };
+        let spare = reserve::spare_pods(&plan.allocatable, &sandbox_views, &alloc_taken(&ledgers));
         Some(TurnWork {
             recycle_type: pool.recycle_type(),
             reference: pool.object_ref(&()),
@@ -307,7 +330,8 @@ impl PoolActor {
             ledgers,
             recycle,
             status,
-            invalid_event,
+            invalid,
+            spare,
         })
     }
 
@@ -360,9 +384,31 @@ impl PoolActor {
     }
 
     fn start_turn(&mut self, ctx: &mut Context<Self>) {
-        let Some(work) = self.prepare() else {
+        let Some(mut work) = self.prepare() else {
             return;
         };
+        work.invalid = if work.invalid != self.last_invalid {
+            self.last_invalid = work.invalid.clone();
+            work.invalid.clone()
+        } else {
+            None
+        };
+        // Count this turn's allocations and deletes as done from now on, so a reservation
+        // served while the turn's writes are in flight can never pick the same pods.
+        let now = Instant::now();
+        for (w, _, _) in &work.ledgers {
+            self.written_ledgers
+                .insert(w.sandbox.clone(), (w.ledger.clone(), now));
+        }
+        for name in work
+            .delete
+            .iter()
+            .map(|(n, _, _)| n)
+            .chain(work.recycle.iter().map(|(n, _)| n))
+        {
+            self.deleted.insert(name.clone(), now);
+        }
+        self.spare = Some(std::mem::take(&mut work.spare));
         self.running = true;
         let actor_ctx = self.ctx.clone();
         let started = Instant::now();
@@ -378,6 +424,13 @@ impl PoolActor {
             for (sandbox, ledger) in outcome.written_ledgers {
                 act.written_ledgers.insert(sandbox, (ledger, now));
             }
+            for sandbox in &outcome.failed_ledgers {
+                act.written_ledgers.remove(sandbox);
+            }
+            for pod in &outcome.failed_deletes {
+                act.deleted.remove(pod);
+            }
+            act.spare = None;
             if outcome.written_status.is_some() {
                 act.last_status = outcome.written_status;
             }
@@ -401,6 +454,8 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         created: Vec::new(),
         deleted: Vec::new(),
         written_ledgers: Vec::new(),
+        failed_ledgers: Vec::new(),
+        failed_deletes: Vec::new(),
         retry: false,
         written_status: None,
     };
@@ -423,11 +478,12 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             concurrency,
         )
         .await;
-        out.deleted.extend(
-            deleted
-                .into_iter()
-                .filter_map(|(n, _, r)| r.ok().map(|_| n)),
-        );
+        for (name, _, r) in deleted {
+            match r {
+                Ok(()) => out.deleted.push(name),
+                Err(_) => out.failed_deletes.push(name),
+            }
+        }
     }
     if !work.ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
@@ -459,10 +515,14 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         for (sandbox, ledger, r) in results {
             match r {
                 Ok(()) => out.written_ledgers.push((sandbox, ledger)),
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => out.retry = true,
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                    out.retry = true;
+                    out.failed_ledgers.push(sandbox);
+                }
                 Err(e) => {
                     out.retry = true;
                     tracing::warn!(sandbox = %sandbox, error = %e, "writing an allocation failed");
+                    out.failed_ledgers.push(sandbox);
                 }
             }
         }
@@ -531,7 +591,10 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                     }
                     out.deleted.push(name);
                 }
-                Err(e) => tracing::warn!(pod = %name, error = %e, "deleting a pool pod failed"),
+                Err(e) => {
+                    tracing::warn!(pod = %name, error = %e, "deleting a pool pod failed");
+                    out.failed_deletes.push(name);
+                }
             }
         }
         if scaled_in > 0 {
@@ -545,7 +608,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             .await;
         }
     }
-    if let Some(msg) = &work.invalid_event {
+    if let Some(msg) = &work.invalid {
         ctx.event(
             &work.reference,
             true,
@@ -584,6 +647,14 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         .with_label_values(&["pool", result])
         .inc();
     out
+}
+
+/// Pods the turn's ledger writes newly hand out.
+fn alloc_taken(ledgers: &[(LedgerWrite, String, Vec<String>)]) -> HashSet<String> {
+    ledgers
+        .iter()
+        .flat_map(|(w, _, _)| w.ledger.iter().cloned())
+        .collect()
 }
 
 /// The merge patch of one allocation: ledger, endpoints, finalizer, with the sandbox's
@@ -652,6 +723,7 @@ impl Handler<Wake> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.spare = None;
         if self.running {
             self.again = true;
         } else {

@@ -48,6 +48,7 @@ pub async fn run_actors(
         }
         tracing::info!("leading: starting actors");
         let sup = Supervisor::new(ctx.clone()).start();
+        ctx.directory.publish(Some(sup.clone()));
         let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             (
                 m.namespace.clone().unwrap_or_default(),
@@ -78,6 +79,7 @@ pub async fn run_actors(
                 _ = shutdown.wait_for(|s| *s) => break true,
             }
         };
+        ctx.directory.publish(None);
         let _ = sup.send(StopAll).await;
         tracing::info!("actors stopped");
         if stop {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::context::Controller;
-use super::pool_actor::{PoolActor, Stop, Wake};
+use super::pool_actor::{PoolActor, Reserve, ReserveError, Stop, Wake};
 use super::sandbox_actor::SandboxActor;
 use crate::cache::{ObjKey, Target};
+use crate::crd::BatchSandbox;
 
 /// Cache targets that changed.
 #[derive(Message)]
@@ -115,5 +116,28 @@ impl Handler<CountPools> for Supervisor {
 
     fn handle(&mut self, _: CountPools, _: &mut Context<Self>) -> usize {
         self.pools.len()
+    }
+}
+
+/// Hands a pooled create to the pool's actor (starting it if needed): it is the only
+/// allocator of its pool.
+impl Handler<Reserve> for Supervisor {
+    type Result = ResponseFuture<Result<Option<BatchSandbox>, ReserveError>>;
+
+    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+        let namespace = msg.sandbox.metadata.namespace.clone().unwrap_or_default();
+        let pool = msg.sandbox.spec.pool_ref.clone().unwrap_or_default();
+        let key = (namespace, pool.clone());
+        if self.ctx.cache.pool(&key).is_none() {
+            return Box::pin(async move { Err(ReserveError::UnknownPool(pool)) });
+        }
+        self.route_pool(key.clone());
+        let addr = self.pools.get(&key).cloned();
+        Box::pin(async move {
+            match addr {
+                Some(addr) => addr.send(msg).await.map_err(|_| ReserveError::ActorGone)?,
+                None => Err(ReserveError::ActorGone),
+            }
+        })
     }
 }

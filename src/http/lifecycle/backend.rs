@@ -15,7 +15,9 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::workload::LABEL_ID;
+use crate::actors::ActorDirectory;
 use crate::actors::leader::LeaderGate;
+use crate::actors::pool_actor::{Reserve, ReserveError};
 use crate::cache::Cache;
 use crate::crd::ledger::Ledger;
 use crate::crd::{BatchSandbox, Pool};
@@ -27,6 +29,7 @@ pub struct Backend {
     namespace: String,
     changes: watch::Receiver<u64>,
     writer: Writer,
+    actors: Option<ActorDirectory>,
 }
 
 /// Whether this replica may write now: always alone, only while leading among replicas.
@@ -71,7 +74,13 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 impl Backend {
     /// Needs a Tokio runtime: it spawns the task that turns cache notifications into a
     /// change counter every waiting request can watch.
-    pub fn new(client: Client, cache: Arc<Cache>, namespace: String, writer: Writer) -> Self {
+    pub fn new(
+        client: Client,
+        cache: Arc<Cache>,
+        namespace: String,
+        writer: Writer,
+        actors: Option<ActorDirectory>,
+    ) -> Self {
         let (tx, rx) = watch::channel(0u64);
         let sub = cache.subscribe();
         tokio::spawn(async move {
@@ -89,6 +98,7 @@ impl Backend {
             namespace,
             changes: rx,
             writer,
+            actors,
         }
     }
 
@@ -162,26 +172,57 @@ impl Backend {
         self.writer.check()?;
         let bs: BatchSandbox =
             serde_json::from_value(manifest).map_err(|e| ApiError::kube("build sandbox", e))?;
-        self.sandboxes_api()
-            .create(&PostParams::default(), &bs)
+        let reserved = match self.reserve(&bs).await {
+            Ok(Some(created)) => return Ok(created),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        let result = match reserved {
+            Some(ReserveError::Create(e)) => Err(e),
+            Some(ReserveError::NotLeader) => {
+                return Err(ApiError::not_leader(&self.writer.identity));
+            }
+            Some(ReserveError::UnknownPool(p)) => return Err(ApiError::pool_not_found(&p)),
+            Some(ReserveError::ActorGone) | None => {
+                self.sandboxes_api()
+                    .create(&PostParams::default(), &bs)
+                    .await
+            }
+        };
+        result.map_err(|e| {
+            if is_status(&e, 409) {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "KUBERNETES::API_ERROR",
+                    "Sandbox already exists",
+                )
+            } else if is_status(&e, 403) {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "KUBERNETES::QUOTA_EXCEEDED",
+                    e.to_string(),
+                )
+            } else {
+                ApiError::kube("create sandbox", e)
+            }
+        })
+    }
+
+    /// A pooled create handed to the pool's actor, which creates the sandbox holding idle
+    /// pods; `Ok(None)` when it cannot (no actors here, `poolRef: "*"`, no idle pods).
+    async fn reserve(&self, bs: &BatchSandbox) -> Result<Option<BatchSandbox>, ReserveError> {
+        let pooled = bs
+            .pool_ref()
+            .is_some_and(|p| p != crate::crd::keys::POOL_REF_AUTO);
+        let supervisor = self.actors.as_ref().and_then(ActorDirectory::supervisor);
+        let Some(supervisor) = supervisor.filter(|_| pooled) else {
+            return Ok(None);
+        };
+        let sandbox = bs.clone();
+        supervisor
+            .send(Reserve { sandbox })
             .await
-            .map_err(|e| {
-                if is_status(&e, 409) {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "KUBERNETES::API_ERROR",
-                        "Sandbox already exists",
-                    )
-                } else if is_status(&e, 403) {
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "KUBERNETES::QUOTA_EXCEEDED",
-                        e.to_string(),
-                    )
-                } else {
-                    ApiError::kube("create sandbox", e)
-                }
-            })
+            .map_err(|_| ReserveError::ActorGone)?
     }
 
     /// Deletes a BatchSandbox by name; 404 when already gone.

@@ -27,6 +27,7 @@ use actix_web::{HttpResponse, web};
 pub use config::{ConfigError, RuntimeType, ServerConfig};
 pub use error::ApiError;
 
+use crate::actors::ActorDirectory;
 use crate::cache::Cache;
 
 /// Shared state of the lifecycle routes.
@@ -38,22 +39,32 @@ pub struct LifecycleState {
     leadership: Option<forward::Leadership>,
 }
 
+/// How the API is wired into a manager.
+#[derive(Default)]
+pub struct Wiring {
+    /// Set when replicas elect a leader: followers relay calls to it.
+    pub leadership: Option<forward::Leadership>,
+    /// The running actors: pooled creates go to the pool's actor, which hands out idle
+    /// pods in the create itself.
+    pub actors: Option<ActorDirectory>,
+}
+
 impl LifecycleState {
-    /// A single replica: it serves and writes everything itself.
+    /// A single replica without actors: it serves and writes everything itself.
     /// Must be called inside a Tokio runtime (it spawns the cache-notification task).
     pub fn new(client: kube::Client, cache: Arc<Cache>, config: ServerConfig) -> Self {
-        Self::with_leadership(client, cache, config, None)
+        Self::wired(client, cache, config, Wiring::default())
     }
 
-    /// One of several replicas: only while `leadership` says we lead are calls served (and
-    /// written) here; otherwise they are relayed to the leader.
-    pub fn with_leadership(
+    /// The API inside a manager: only while `wiring.leadership` says we lead are calls
+    /// served (and written) here; otherwise they are relayed to the leader.
+    pub fn wired(
         client: kube::Client,
         cache: Arc<Cache>,
         config: ServerConfig,
-        leadership: Option<forward::Leadership>,
+        wiring: Wiring,
     ) -> Self {
-        let writer = match &leadership {
+        let writer = match &wiring.leadership {
             Some(l) => backend::Writer::elected(l.gate.clone(), l.identity.clone()),
             None => backend::Writer::always(),
         };
@@ -62,12 +73,13 @@ impl LifecycleState {
             cache,
             config.namespace.clone(),
             writer,
+            wiring.actors,
         ));
         Self {
             rate_limit: middleware::RateLimit::new(config.rate_limit_per_second),
             config,
             backend,
-            leadership,
+            leadership: wiring.leadership,
         }
     }
 }
