@@ -49,7 +49,8 @@ pub struct PoolActor {
     /// Pods handed to sandboxes this actor is creating or created, not yet in the cache
     /// (sandbox -> pods): held like a ledger so no turn or reservation gives them out again.
     reserved: HashMap<String, (Vec<String>, Instant)>,
-    /// Idle Ready pods nobody holds, computed once per cache change for reservations.
+    /// Idle Ready pods nobody holds, for reservations: computed at each turn's start and
+    /// dropped when it ends (taking a pod re-checks it against the cache).
     spare: Option<Vec<String>>,
     running: bool,
     again: bool,
@@ -400,12 +401,13 @@ impl PoolActor {
             self.written_ledgers
                 .insert(w.sandbox.clone(), (w.ledger.clone(), now));
         }
-        for name in work
-            .delete
+        let recycled_by_delete = work.recycle_type != RecycleType::Noop;
+        let recycled = work
+            .recycle
             .iter()
-            .map(|(n, _, _)| n)
-            .chain(work.recycle.iter().map(|(n, _)| n))
-        {
+            .map(|(n, _)| n)
+            .filter(|_| recycled_by_delete);
+        for name in work.delete.iter().map(|(n, _, _)| n).chain(recycled) {
             self.deleted.insert(name.clone(), now);
         }
         self.spare = Some(std::mem::take(&mut work.spare));
@@ -723,7 +725,6 @@ impl Handler<Wake> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        self.spare = None;
         if self.running {
             self.again = true;
         } else {

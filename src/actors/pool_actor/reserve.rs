@@ -6,7 +6,8 @@
 //! cache shows the new sandbox, its pods are held as a reservation, so neither a turn nor
 //! another reservation can hand them out again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -16,6 +17,7 @@ use thiserror::Error;
 
 use super::{PoolActor, Wake};
 use crate::actors::allocation::SandboxView;
+use crate::cache::PodInfo;
 use crate::crd::ledger::{PodList, endpoints_annotation};
 use crate::crd::{BatchSandbox, keys};
 
@@ -96,33 +98,39 @@ pub(super) fn with_allocation(
 }
 
 impl PoolActor {
-    /// Takes `n` spare Ready pods with their IPs, or none if there are fewer.
+    /// Takes `n` spare pods with their IPs, or none if there are fewer. The spare list is
+    /// computed once per turn; each pod taken is checked against the cache again (still
+    /// Ready, not terminating, not marked for eviction).
     fn take_spare(&mut self, n: usize) -> Option<Vec<(String, String)>> {
         if self.spare.is_none() {
             let work = self.prepare()?;
             self.spare = Some(work.spare);
         }
-        let ips: std::collections::HashMap<String, String> = self
+        let pods: HashMap<String, Arc<PodInfo>> = self
             .ctx
             .cache
             .pods_of_pool(&self.key)
-            .iter()
-            .filter_map(|p| Some((p.name.clone(), p.pod_ip.clone()?)))
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
             .collect();
-        let spare = self.spare.as_mut()?;
-        spare.retain(|p| ips.contains_key(p));
-        if n == 0 || spare.len() < n {
+        let usable = |name: &String| {
+            pods.get(name)
+                .filter(|p| p.ready && !p.deleting && !p.evict && !self.deleted.contains_key(name))
+                .and_then(|p| p.pod_ip.clone())
+        };
+        let spare = self.spare.as_ref()?;
+        let ok: Vec<(String, String)> = spare
+            .iter()
+            .filter_map(|name| usable(name).map(|ip| (name.clone(), ip)))
+            .collect();
+        if n == 0 || ok.len() < n {
             return None;
         }
-        Some(
-            spare
-                .drain(..n)
-                .map(|p| {
-                    let ip = ips.get(&p).cloned().unwrap_or_default();
-                    (p, ip)
-                })
-                .collect(),
-        )
+        let taken: Vec<(String, String)> = ok.into_iter().take(n).collect();
+        if let Some(spare) = self.spare.as_mut() {
+            spare.retain(|p| !taken.iter().any(|(t, _)| t == p) && usable(p).is_some());
+        }
+        Some(taken)
     }
 }
 
