@@ -306,3 +306,239 @@ impl TaskTracker {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::actors::task_policy::TaskReport;
+    use crate::cache::objects::PodInfo;
+
+    fn specs(n: u32) -> Vec<Result<TaskSpec, TaskSpecError>> {
+        (0..n)
+            .map(|index| {
+                Ok(TaskSpec {
+                    name: format!("bs-{index}"),
+                    index,
+                    process: json!({"command": ["true"]}),
+                })
+            })
+            .collect()
+    }
+
+    fn pod(i: u32, uid: &str, ready: bool) -> Option<PodSlot> {
+        Some(PodSlot {
+            name: format!("bs-{i}"),
+            uid: uid.into(),
+            ip: Some(format!("127.0.0.{}", i + 2)),
+            ready,
+        })
+    }
+
+    fn report(name: &str, status: serde_json::Value) -> TaskReport {
+        serde_json::from_value(json!({"name": name, "processStatus": status})).unwrap()
+    }
+
+    fn answer(probe: &Probe, list: Vec<TaskReport>) -> ProbeResult {
+        ProbeResult {
+            probe: probe.clone(),
+            outcome: Ok(list),
+        }
+    }
+
+    fn running(name: &str) -> TaskReport {
+        report(
+            name,
+            json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+        )
+    }
+
+    fn exited(name: &str, code: i32) -> TaskReport {
+        report(name, json!({"terminated": {"exitCode": code}}))
+    }
+
+    #[test]
+    fn pushes_once_then_follows_and_stops_polling_finished_tasks() {
+        let mut t = TaskTracker::default();
+        let s = specs(2);
+        t.observe("bs", &s, &[pod(0, "a", true), pod(1, "b", false)]);
+        let now = Instant::now();
+        let round = t.next_round(&s, now).unwrap();
+        // Only the Ready pod is asked; the other replica waits for its pod.
+        assert_eq!(round.len(), 1);
+        assert!(matches!(round[0].call, Call::Push(ref v) if v["name"] == "bs-0"));
+        assert!(
+            t.next_round(&s, now).is_none(),
+            "one round in flight at a time"
+        );
+        assert!(t.absorb(vec![answer(&round[0], vec![running("bs-0")])], now));
+        assert_eq!(t.summary().counts.running, 1);
+        assert_eq!(t.summary().counts.pending, 1);
+        // Not due before the poll interval, due after it; then a GET, not a second push.
+        assert!(t.next_round(&s, now).is_none());
+        let later = now + t.poll_interval();
+        let round = t.next_round(&s, later).unwrap();
+        assert_eq!(round[0].call, Call::Get);
+        assert!(t.absorb(vec![answer(&round[0], vec![exited("bs-0", 0)])], later));
+        assert_eq!(t.summary().counts.succeed, 1);
+        // Finished: nothing left to poll until a pod changes.
+        assert!(t.next_round(&s, later + POLL_MAX).is_none());
+        // A pod event (Ready) makes a round due at once.
+        t.observe("bs", &s, &[pod(0, "a", true), pod(1, "b", true)]);
+        let round = t.next_round(&s, later).unwrap();
+        assert_eq!(round.len(), 1);
+        assert_eq!(round[0].index, 1);
+    }
+
+    #[test]
+    fn backs_off_while_nothing_changes() {
+        let mut t = TaskTracker::default();
+        let s = specs(1);
+        t.observe("bs", &s, &[pod(0, "a", true)]);
+        let mut now = Instant::now();
+        let mut intervals = Vec::new();
+        for _ in 0..8 {
+            let round = t.next_round(&s, now).unwrap();
+            t.absorb(vec![answer(&round[0], vec![running("bs-0")])], now);
+            intervals.push(t.poll_interval());
+            now += t.poll_interval();
+        }
+        assert_eq!(intervals[0], POLL_MIN, "the first answer is a change");
+        assert!(intervals.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*intervals.last().unwrap(), POLL_MAX);
+    }
+
+    #[test]
+    fn unreachable_and_lost_tasks() {
+        let mut t = TaskTracker::default();
+        let s = specs(1);
+        t.observe("bs", &s, &[pod(0, "a", true)]);
+        let now = Instant::now();
+        let round = t.next_round(&s, now).unwrap();
+        t.absorb(
+            vec![ProbeResult {
+                probe: round[0].clone(),
+                outcome: Err(CallError::Unreachable("connection refused".into())),
+            }],
+            now,
+        );
+        let sum = t.summary();
+        assert_eq!(sum.counts.unknown, 1);
+        assert_eq!(sum.unknown[0].detail, "connection refused");
+        // Still not acknowledged: the next round pushes again.
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        assert!(matches!(round[0].call, Call::Push(_)));
+        t.absorb(vec![answer(&round[0], vec![running("bs-0")])], now);
+        // The executor lost the task (restart): it is pushed again.
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        assert_eq!(round[0].call, Call::Get);
+        t.absorb(vec![answer(&round[0], vec![])], now);
+        assert_eq!(t.summary().counts.pending, 1);
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        assert!(matches!(round[0].call, Call::Push(_)));
+    }
+
+    #[test]
+    fn a_replaced_pod_runs_the_task_again_and_stale_results_are_dropped() {
+        let mut t = TaskTracker::default();
+        let s = specs(1);
+        t.observe("bs", &s, &[pod(0, "old", true)]);
+        let now = Instant::now();
+        let stale = t.next_round(&s, now).unwrap();
+        t.observe("bs", &s, &[pod(0, "new", true)]);
+        // The old pod's answer arrives after the replacement: ignored.
+        assert!(!t.absorb(vec![answer(&stale[0], vec![exited("bs-0", 1)])], now));
+        assert_eq!(t.summary().counts.failed, 0);
+        let round = t.next_round(&s, now).unwrap();
+        assert_eq!(round[0].pod_uid, "new");
+        assert!(matches!(round[0].call, Call::Push(_)));
+    }
+
+    #[test]
+    fn cleanup_stops_every_task_and_completes_when_executors_drop_them() {
+        let mut t = TaskTracker::default();
+        let s = specs(3);
+        let pods = [pod(0, "a", true), pod(1, "b", true), None];
+        t.observe("bs", &s, &pods);
+        let now = Instant::now();
+        let round = t.next_round(&s, now).unwrap();
+        t.absorb(
+            round
+                .iter()
+                .map(|p| answer(p, vec![running(&format!("bs-{}", p.index))]))
+                .collect(),
+            now,
+        );
+        t.start_stopping();
+        t.observe("bs", &s, &pods);
+        assert!(!t.cleanup_done());
+        let round = t.next_round(&s, now).unwrap();
+        assert_eq!(
+            round.len(),
+            2,
+            "the replica without a pod has nothing to stop"
+        );
+        assert!(round.iter().all(|p| p.call == Call::Stop));
+        // Pod 0's executor already dropped the task; pod 1's still lists it (stopping).
+        let mut deleting = running("bs-1");
+        deleting.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        t.absorb(
+            vec![answer(&round[0], vec![]), answer(&round[1], vec![deleting])],
+            now,
+        );
+        assert!(!t.cleanup_done());
+        let round = t.next_round(&s, now).unwrap_or_default();
+        let round = if round.is_empty() {
+            t.next_round(&s, now + POLL_MAX).unwrap()
+        } else {
+            round
+        };
+        assert_eq!(round.len(), 1);
+        assert_eq!((round[0].index, &round[0].call), (1, &Call::Get));
+        t.absorb(vec![answer(&round[0], vec![exited("bs-1", 143)])], now);
+        assert!(!t.cleanup_done());
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        t.absorb(vec![answer(&round[0], vec![])], now);
+        assert!(t.cleanup_done());
+        // The last known state is what the final status reports.
+        let sum = t.summary();
+        assert_eq!(sum.counts.failed, 1);
+        assert_eq!(sum.failed[0].index, 1);
+        assert_eq!(sum.failed[0].detail, "exit code 143");
+        assert_eq!(sum.counts.running, 1, "replica 0's last report");
+    }
+
+    #[test]
+    fn replica_pods_follow_index_labels_or_ledger_order() {
+        let p = |name: &str, index: Option<u32>| {
+            Arc::new(PodInfo {
+                namespace: "ns".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                resource_version: "1".into(),
+                pool: None,
+                revision: None,
+                evict: false,
+                batch_sandbox: None,
+                pod_index: index,
+                owner: None,
+                created: chrono::Utc::now(),
+                deleting: false,
+                node_name: None,
+                phase: "Running".into(),
+                pod_ip: Some("127.0.0.9".into()),
+                ready: true,
+                ready_since: None,
+                containers: vec![],
+            })
+        };
+        let pods = vec![p("x-1", Some(1)), p("x-0", Some(0))];
+        let by_label = replica_pods(false, 3, &pods);
+        assert_eq!(by_label[0].as_ref().unwrap().name, "x-0");
+        assert_eq!(by_label[1].as_ref().unwrap().name, "x-1");
+        assert!(by_label[2].is_none());
+        let by_position = replica_pods(true, 2, &pods);
+        assert_eq!(by_position[0].as_ref().unwrap().name, "x-1");
+    }
+}
