@@ -368,3 +368,51 @@ async fn unreachable_executor_is_unknown_with_a_reason_and_does_not_block_deleti
     assert!(took <= Duration::from_secs(36), "deletion took {took:?}");
     eprintln!("deletion with an unreachable executor took {took:?}");
 }
+
+#[actix_rt::test]
+async fn pooled_sandbox_runs_its_tasks_on_the_allocated_pods() {
+    let s = api_server().await;
+    let node = Node::start(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    api::<opensandbox::crd::Pool>(&s)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json("warm", 3, 3, 0, 6)).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("pool warm", T, || async {
+        api::<opensandbox::crd::Pool>(&s)
+            .get("warm")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.available == 3)
+    })
+    .await;
+    let mut body = task_sandbox(
+        "pooled",
+        2,
+        json!({"command": ["sh", "-c", "echo shard $SHARD"]}),
+        shard_env_patches(2),
+    );
+    body["spec"]["poolRef"] = json!("warm");
+    body["spec"].as_object_mut().unwrap().remove("template");
+    create(&s, body).await;
+    let st = wait_status(&s, "pooled", "2 tasks Succeed", |st| st.task_succeed == 2).await;
+    assert_eq!(counters(&st), [0, 0, 2, 0, 0]);
+    assert_eq!(st.phase, Some(SandboxPhase::Succeed));
+    api::<BatchSandbox>(&s)
+        .delete("pooled", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("sandbox gone", Duration::from_secs(35), || async {
+        api::<BatchSandbox>(&s)
+            .get_opt("pooled")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    drop(node);
+}
