@@ -164,6 +164,13 @@ async fn wait_status(
     }
 }
 
+fn sandbox_writes(s: &ApiServer, name: &str) -> usize {
+    s.requests().writes(|e| {
+        e.resource.starts_with("batchsandboxes")
+            && (e.name.as_deref() == Some(name) || e.verb == "create" && e.name.is_none())
+    })
+}
+
 fn condition_message(st: &BatchSandboxStatus, type_: &str) -> String {
     find(&st.conditions, type_)
         .filter(|c| c.is_true())
@@ -191,9 +198,17 @@ async fn hundred_sharded_tasks_all_succeed() {
     assert_eq!(counters(&st), [0, 0, 100, 0, 0], "{:#?}", st.conditions);
     assert_eq!(st.phase, Some(SandboxPhase::Succeed));
     assert!(!find(&st.conditions, "TaskFailed").unwrap().is_true());
+    let took = started.elapsed();
+    // Settled: nothing is polled or written any more.
+    let writes = sandbox_writes(&s, "hundred");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sandbox_writes(&s, "hundred"),
+        writes,
+        "writes after the tasks finished"
+    );
     eprintln!(
-        "100 sharded tasks Succeed after {:?} (pods started by the node agent)",
-        started.elapsed()
+        "100 sharded tasks Succeed after {took:?} (pods started by the node agent), {writes} BatchSandbox writes"
     );
     drop(node);
 }
@@ -414,5 +429,34 @@ async fn pooled_sandbox_runs_its_tasks_on_the_allocated_pods() {
             .is_none()
     })
     .await;
+    drop(node);
+}
+
+#[actix_rt::test]
+async fn a_new_controller_picks_up_running_tasks_without_rerunning_them() {
+    let s = api_server().await;
+    let node = Node::start(&s);
+    let out = node.shared_dir();
+    let m1 = Manager::start(&s, "m1", None).await;
+    // Each run appends a line: a second run of a task would show.
+    let script = format!("echo run >> {}/$SHARD; sleep 2", out.display());
+    create(
+        &s,
+        task_sandbox(
+            "survivor",
+            2,
+            json!({"command": ["sh", "-c", script]}),
+            shard_env_patches(2),
+        ),
+    )
+    .await;
+    wait_status(&s, "survivor", "2 tasks Running", |st| st.task_running == 2).await;
+    m1.kill();
+    let _m2 = Manager::start(&s, "m2", None).await;
+    let st = wait_status(&s, "survivor", "2 tasks Succeed", |st| st.task_succeed == 2).await;
+    assert_eq!(counters(&st), [0, 0, 2, 0, 0]);
+    for shard in ["0", "1"] {
+        assert_eq!(std::fs::read_to_string(out.join(shard)).unwrap(), "run\n");
+    }
     drop(node);
 }
