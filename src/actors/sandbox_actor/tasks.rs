@@ -128,6 +128,11 @@ impl SandboxActor {
     /// Runs a round of executor calls off the turn; its results update the tracker, wake the
     /// actor when anything changed, and arm the next poll.
     fn run_task_round(&mut self, ctx: &mut Context<Self>, probes: Vec<Probe>) {
+        // Telling executors what to run is a write: only the leader does it.
+        if !self.ctx.gate.is_leader() {
+            self.tasks.absorb(Vec::new(), Instant::now());
+            return;
+        }
         ctx.spawn(run_round(probes).into_actor(self).map(|results, act, ctx| {
             let changed = act.tasks.absorb(results, Instant::now());
             if let Some(h) = act.task_timer.take() {
