@@ -236,6 +236,20 @@ async fn failing_shard_fails_the_sandbox_and_names_the_shard() {
     assert!(msg.contains("broken"), "stderr tail in the message: {msg}");
     let ready = find(&st.conditions, "Ready").unwrap();
     assert!(!ready.is_true() && ready.reason.as_deref() == Some("TaskFailed"));
+    // And one Warning event for `kubectl describe`.
+    eventually("TaskFailed event", T, || async {
+        api::<k8s_openapi::api::events::v1::Event>(&s)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("TaskFailed")
+                    && e.note.as_deref().is_some_and(|n| n.starts_with("shard 1 "))
+            })
+    })
+    .await;
     drop(node);
 }
 

@@ -23,5 +23,6 @@ mod tests;
 pub use observe::{Observation, TaskReport, TaskState, classify};
 pub use spec::{TaskSpec, TaskSpecError, task_specs};
 pub use summary::{
-    COND_TASK_FAILED, COND_TASK_UNKNOWN, SlotView, TaskSummary, apply_task_status, summarize,
+    COND_TASK_FAILED, COND_TASK_UNKNOWN, NamedTask, SlotView, TaskSummary, apply_task_status,
+    summarize,
 };

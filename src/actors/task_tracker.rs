@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::task_client::{Call, CallError, Probe, ProbeResult};
 use super::task_policy::{
-    Observation, SlotView, TaskSpec, TaskSpecError, TaskSummary, classify, summarize,
+    NamedTask, Observation, SlotView, TaskSpec, TaskSpecError, TaskState, TaskSummary, classify,
+    summarize,
 };
 use crate::cache::PodInfo;
 
@@ -84,6 +85,8 @@ pub struct TaskTracker {
     next_due: Option<Instant>,
     /// A pod changed since the last round: the next round is due at once.
     dirty: bool,
+    /// Tasks that failed since [`TaskTracker::take_new_failures`] was last called.
+    new_failures: Vec<NamedTask>,
 }
 
 impl Default for TaskTracker {
@@ -95,6 +98,7 @@ impl Default for TaskTracker {
             interval: POLL_MIN,
             next_due: None,
             dirty: true,
+            new_failures: Vec::new(),
         }
     }
 }
@@ -264,6 +268,17 @@ impl TaskTracker {
                     slot.observation = Observation::Rejected(reason);
                 }
             }
+            if !self.stopping
+                && slot.observation.state() == TaskState::Failed
+                && before.0.state() != TaskState::Failed
+            {
+                self.new_failures.push(NamedTask {
+                    index: r.probe.index,
+                    task: slot.task.clone(),
+                    pod: slot.pod.as_ref().map(|p| p.name.clone()),
+                    detail: slot.observation.detail().to_string(),
+                });
+            }
             changed |= before != (slot.observation.clone(), slot.released, slot.acked);
         }
         self.interval = if changed {
@@ -278,6 +293,11 @@ impl TaskTracker {
     /// The delay before the next round is due, when anything is left to poll.
     pub fn poll_interval(&self) -> Duration {
         self.interval
+    }
+
+    /// Tasks that failed since the last call (for one Warning event each).
+    pub fn take_new_failures(&mut self) -> Vec<NamedTask> {
+        std::mem::take(&mut self.new_failures)
     }
 
     /// A pod changed while a round was in flight: the next one should start right away.

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::{SandboxActor, TurnOutcome, TurnWork};
@@ -135,6 +135,7 @@ impl SandboxActor {
         }
         ctx.spawn(run_round(probes).into_actor(self).map(|results, act, ctx| {
             let changed = act.tasks.absorb(results, Instant::now());
+            act.report_task_failures(ctx);
             if let Some(h) = act.task_timer.take() {
                 ctx.cancel_future(h);
             }
@@ -146,6 +147,31 @@ impl SandboxActor {
                 act.wake(ctx);
             }
         }));
+    }
+}
+
+impl SandboxActor {
+    /// One Warning event `TaskFailed` per task that failed, on the BatchSandbox.
+    fn report_task_failures(&mut self, ctx: &mut Context<Self>) {
+        let failures = self.tasks.take_new_failures();
+        if failures.is_empty() {
+            return;
+        }
+        let Some(bs) = self.ctx.cache.sandbox(&self.key) else {
+            return;
+        };
+        let reference = bs.object_ref(&());
+        let controller = self.ctx.clone();
+        ctx.spawn(
+            async move {
+                for f in failures {
+                    controller
+                        .event(&reference, true, "TaskFailed", "RunTask", f.describe())
+                        .await;
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

@@ -31,7 +31,7 @@ pub struct NamedTask {
 }
 
 impl NamedTask {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match &self.pod {
             Some(pod) => format!(
                 "shard {} (task {} on pod {pod}): {}",
