@@ -320,10 +320,11 @@ async fn tasks_the_executor_cannot_run_fail_with_a_clear_reason() {
         {},
         {"spec": {"process": {"command": ["sh", "-c", "true"], "env": [{"name": "BAD=NAME", "value": "x"}]}}},
         {"spec": {"process": {"command": ["sh", "-c", "true"], "workingDir": "/nonexistent/dir"}}},
+        {"spec": {"timeoutSeconds": 1, "process": {"command": ["sleep", "30"]}}},
     ]);
-    create(&s, task_sandbox("broken", 3, task, patches)).await;
-    let st = wait_status(&s, "broken", "3 failed tasks", |st| st.task_failed == 3).await;
-    assert_eq!(counters(&st), [0, 0, 0, 3, 0]);
+    create(&s, task_sandbox("broken", 4, task, patches)).await;
+    let st = wait_status(&s, "broken", "4 failed tasks", |st| st.task_failed == 4).await;
+    assert_eq!(counters(&st), [0, 0, 0, 4, 0]);
     assert_eq!(st.phase, Some(SandboxPhase::Failed));
     let msg = condition_message(&st, "TaskFailed");
     assert!(
@@ -333,10 +334,10 @@ async fn tasks_the_executor_cannot_run_fail_with_a_clear_reason() {
         "{msg}"
     );
     assert!(
-        msg.contains("3 of 3 tasks failed (shards 0, 1, 2)"),
+        msg.contains("4 of 4 tasks failed (shards 0, 1, 2, 3)"),
         "{msg}"
     );
-    // The other two reasons, straight from their executors.
+    // The other reasons, straight from their executors.
     let pods = api::<Pod>(&s);
     for (pod, reason) in [
         ("broken-1", "InvalidEnv"),
