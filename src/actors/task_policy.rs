@@ -10,8 +10,9 @@
 //!   shard and its pod (upstream keeps reporting the pod phase).
 //! * An executor that does not answer makes its task `Unknown` with the reason in a
 //!   `TaskUnknown` condition; a replica without a reachable pod yet is `Pending`.
-//! * Replica `i` runs on the pod listed for index `i`; when that pod is replaced the task runs
-//!   on the new pod (upstream keeps retrying the dead pod's address).
+//! * Replica `i` runs on the pod listed for index `i`; when that pod is replaced an unfinished
+//!   task runs on the new pod (upstream keeps retrying the dead pod's address), a finished one
+//!   keeps its result.
 
 mod observe;
 mod spec;

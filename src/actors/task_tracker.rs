@@ -145,7 +145,11 @@ impl TaskTracker {
                 slot.acked = false;
                 slot.stop_sent = false;
                 slot.released = false;
-                slot.observation = Observation::Waiting(waiting_reason(pod.as_ref()));
+                // A finished task keeps its result; an unfinished one runs on the new pod.
+                let finished = matches!(&slot.observation, Observation::Reported { state, .. } if state.is_final());
+                if !finished {
+                    slot.observation = Observation::Waiting(waiting_reason(pod.as_ref()));
+                }
             }
             slot.pod = pod;
             match spec {
@@ -473,6 +477,11 @@ mod tests {
         let round = t.next_round(&s, now).unwrap();
         assert_eq!(round[0].pod_uid, "new");
         assert!(matches!(round[0].call, Call::Push(_)));
+        t.absorb(vec![answer(&round[0], vec![exited("bs-0", 0)])], now);
+        // Finished work is not redone when its pod is replaced once more.
+        t.observe("bs", &s, &[pod(0, "newer", true)]);
+        assert!(t.next_round(&s, now).is_none());
+        assert_eq!(t.summary().counts.succeed, 1);
     }
 
     #[test]
