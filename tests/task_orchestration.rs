@@ -100,7 +100,9 @@ fn task_sandbox(name: &str, replicas: i32, task: Value, patches: Value) -> Value
         "spec": {
             "replicas": replicas,
             "template": {"spec": {"containers": [{"name": "main", "image": "busybox:1.36",
-                                                  "command": ["sleep", "infinity"]}]}},
+                                                  "command": ["sleep", "infinity"],
+                                                  // Quiet executors: their logs go to the test's stderr.
+                                                  "env": [{"name": "EXECD_LOG", "value": "warn"}]}]}},
             "taskTemplate": {"spec": {"process": task}},
             "shardTaskPatches": patches,
         }
