@@ -263,6 +263,22 @@ mod tests {
     }
 
     #[test]
+    fn start_failures_are_terminal_failures() {
+        let p = Phase::StartFailed {
+            code: 127,
+            reason: "CommandNotFound".into(),
+            message: "x: command not found".into(),
+            at: t(7),
+        };
+        assert!(p.is_terminal() && !p.is_active());
+        let term = status(&p, None, t(100)).terminated.unwrap();
+        assert_eq!(term.exit_code, 127);
+        assert_eq!(term.reason.as_deref(), Some("CommandNotFound"));
+        assert_eq!(term.message.as_deref(), Some("x: command not found"));
+        assert_eq!(term.finished_at, Some(t(7)));
+    }
+
+    #[test]
     fn names() {
         for bad in ["", ".", "..", "a/b", "../x", "a\0b"] {
             assert!(!valid_name(bad), "{bad:?}");
