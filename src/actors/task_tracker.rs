@@ -250,7 +250,21 @@ impl TaskTracker {
                         slot.stop_sent = true;
                     }
                     if let Some(t) = ours {
-                        slot.observation = classify(t);
+                        let was_final = slot.observation.state().is_final();
+                        slot.observation = match classify(t) {
+                            // A result known before the cleanup stays what the status reports.
+                            _ if self.stopping && was_final => slot.observation.clone(),
+                            // Ended by the cleanup, not by itself: say so in the final status.
+                            Observation::Reported { state, detail }
+                                if self.stopping && state.is_final() =>
+                            {
+                                Observation::Reported {
+                                    state,
+                                    detail: format!("stopped on deletion: {detail}"),
+                                }
+                            }
+                            o => o,
+                        };
                         slot.acked = true;
                     } else if self.stopping {
                         slot.released = true;
@@ -527,6 +541,9 @@ mod tests {
         assert_eq!((round[0].index, &round[0].call), (1, &Call::Get));
         t.absorb(vec![answer(&round[0], vec![exited("bs-1", 143)])], now);
         assert!(!t.cleanup_done());
+        // Still listed (being removed): the result stays as first seen.
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        t.absorb(vec![answer(&round[0], vec![exited("bs-1", 143)])], now);
         let round = t.next_round(&s, now + POLL_MAX).unwrap();
         t.absorb(vec![answer(&round[0], vec![])], now);
         assert!(t.cleanup_done());
@@ -534,7 +551,7 @@ mod tests {
         let sum = t.summary();
         assert_eq!(sum.counts.failed, 1);
         assert_eq!(sum.failed[0].index, 1);
-        assert_eq!(sum.failed[0].detail, "exit code 143");
+        assert_eq!(sum.failed[0].detail, "stopped on deletion: exit code 143");
         assert_eq!(sum.counts.running, 1, "replica 0's last report");
     }
 
