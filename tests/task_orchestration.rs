@@ -477,3 +477,27 @@ async fn a_new_controller_picks_up_running_tasks_without_rerunning_them() {
     }
     drop(node);
 }
+
+#[actix_rt::test]
+async fn a_shard_patch_that_breaks_the_task_is_a_spec_error_with_its_field_path() {
+    let s = api_server().await;
+    let _k = kubelet(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    let patches = json!([{}, {"spec": {"process": {"command": "not-a-list"}}}]);
+    create(
+        &s,
+        task_sandbox("typo", 2, json!({"command": ["true"]}), patches),
+    )
+    .await;
+    let st = wait_status(&s, "typo", "shard 1 failed", |st| st.task_failed == 1).await;
+    let spec = find(&st.conditions, "SpecValid").unwrap();
+    assert!(!spec.is_true());
+    assert_eq!(spec.reason.as_deref(), Some("InvalidTaskTemplate"));
+    let msg = spec.message.clone().unwrap();
+    assert!(
+        msg.contains("spec.shardTaskPatches[1]") && msg.contains("spec.process.command"),
+        "{msg}"
+    );
+    let failed = condition_message(&st, "TaskFailed");
+    assert!(failed.starts_with("shard 1 (task typo-1"), "{failed}");
+}
