@@ -236,6 +236,107 @@ async fn output_capture_is_bounded() {
     assert!(len <= 4096, "stdout.log is {len} bytes");
 }
 
+async fn ex_delete_all(ex: &Executor) {
+    set_tasks(ex, json!([])).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !get_tasks(ex).await.is_empty() {
+        assert!(Instant::now() < until, "tasks not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the shim cannot report well becomes a failed task with a clear reason (not a 500
+/// the controller would retry forever), and survives a restart.
+#[actix_rt::test]
+async fn unstartable_tasks_fail_with_a_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let ex = Executor::start_with(Opts {
+        task_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    });
+    let plain = tempfile::tempdir().unwrap();
+    let plain_file = plain.path().join("plain.txt");
+    std::fs::write(&plain_file, "not a program").unwrap();
+    let plain_file = plain_file.display().to_string();
+    let cases = [
+        (
+            json!({"command": ["/no/such/tool"]}),
+            127,
+            "CommandNotFound",
+            "/no/such/tool",
+        ),
+        (
+            json!({"command": ["no-such-tool-xyz", "a"]}),
+            127,
+            "CommandNotFound",
+            "command not found in PATH",
+        ),
+        (
+            json!({"command": [plain_file]}),
+            126,
+            "CommandNotExecutable",
+            "not an executable",
+        ),
+        (
+            json!({"command": ["true"], "env": [{"name": "A=B", "value": "x"}]}),
+            1,
+            "InvalidEnv",
+            "\"A=B\"",
+        ),
+        (
+            json!({"command": ["true"], "env": [{"name": "", "value": "x"}]}),
+            1,
+            "InvalidEnv",
+            "name \"\"",
+        ),
+        // The task's own PATH is where its command is looked up.
+        (
+            json!({"command": ["sh", "-c", "true"], "env": [{"name": "PATH", "value": "/nowhere"}]}),
+            127,
+            "CommandNotFound",
+            "/nowhere",
+        ),
+    ];
+    for (i, (process, code, reason, text)) in cases.iter().enumerate() {
+        let name = format!("bad-{i}");
+        let (status, _) = set_tasks(&ex, json!([{"name": name, "process": process}])).await;
+        assert_eq!(status, 200, "{process}");
+        let t = wait_for(&ex, &name, terminated).await;
+        let term = &t["processStatus"]["terminated"];
+        assert_eq!(term["exitCode"], *code, "{process}: {t}");
+        assert_eq!(term["reason"], *reason, "{process}: {t}");
+        assert!(
+            term["message"].as_str().unwrap().contains(text),
+            "{process}: {t}"
+        );
+    }
+    // A failing process reports the tail of its stderr.
+    set_tasks(&ex, json!([{"name": "loud", "process": {"command": ["sh", "-c", "echo first >&2; echo the reason >&2; exit 4"]}}])).await;
+    let t = wait_for(&ex, "loud", terminated).await;
+    assert_eq!(t["processStatus"]["terminated"]["exitCode"], 4);
+    assert_eq!(
+        t["processStatus"]["terminated"]["message"],
+        "stderr: first\nthe reason"
+    );
+    set_tasks(
+        &ex,
+        json!([{"name": "gone", "process": {"command": ["/no/such/tool"]}}]),
+    )
+    .await;
+    wait_for(&ex, "gone", terminated).await;
+    drop(ex);
+    // Restart: the failed start is still reported, not dropped and re-run.
+    let ex = Executor::start_with(Opts {
+        task_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    });
+    let t = wait_for(&ex, "gone", terminated).await;
+    assert_eq!(
+        t["processStatus"]["terminated"]["reason"],
+        "CommandNotFound"
+    );
+}
+
 #[actix_rt::test]
 async fn task_api_errors() {
     let ex = Executor::start();
@@ -287,13 +388,16 @@ async fn task_api_errors() {
             .unwrap()
             .contains("container mode")
     );
-    let (status, _, _) = post_json(
+    let (status, body, _) = post_json(
         &ex.task_url("/tasks"),
         json!({"name": "wd", "process": {"command": ["true"], "workingDir": "/no/such"}}),
     )
     .await;
-    assert_eq!(status, 500);
-    assert!(!ex.dir.path().join("tasks/wd").exists());
+    assert_eq!(status, 201);
+    let term = &json(&body)["processStatus"]["terminated"];
+    assert_eq!(term["reason"], "InvalidWorkingDir");
+    // A failed start is not active: it does not block the next task.
+    ex_delete_all(&ex).await;
     // Duplicate names.
     let (status, _, _) = post_json(
         &ex.task_url("/tasks"),

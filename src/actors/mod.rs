@@ -13,6 +13,9 @@ pub mod runner;
 pub mod sandbox_actor;
 pub mod sandbox_policy;
 pub mod supervisor;
+pub mod task_client;
+pub mod task_policy;
+pub mod task_tracker;
 
 pub use context::{ActorConfig, Controller};
 pub use directory::ActorDirectory;

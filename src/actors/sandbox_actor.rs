@@ -18,11 +18,14 @@ use super::context::Controller;
 use super::pool_actor::{Stop, Wake};
 use super::pool_assign;
 use super::sandbox_policy::{self, Expiry, StatusInput};
+use super::task_tracker::TaskTracker;
 use crate::cache::{ObjKey, PodInfo};
 use crate::crd::conditions::{Condition, set_condition};
 use crate::crd::ledger::{Ledger, endpoints_annotation};
 use crate::crd::{BatchSandbox, BatchSandboxStatus, keys};
 use crate::metrics;
+
+mod tasks;
 
 pub struct SandboxActor {
     key: ObjKey,
@@ -36,6 +39,8 @@ pub struct SandboxActor {
     created: HashMap<String, Instant>,
     expiry_timer: Option<SpawnHandle>,
     delete_issued: bool,
+    tasks: TaskTracker,
+    task_timer: Option<SpawnHandle>,
 }
 
 impl SandboxActor {
@@ -51,6 +56,8 @@ impl SandboxActor {
             created: HashMap::new(),
             expiry_timer: None,
             delete_issued: false,
+            tasks: TaskTracker::default(),
+            task_timer: None,
         }
     }
 }
@@ -75,6 +82,7 @@ struct TurnWork {
     delete_pods: Vec<String>,
     endpoints: Option<Vec<String>>,
     status: Option<BatchSandboxStatus>,
+    task_finalizer: Option<tasks::FinalizerEdit>,
 }
 
 #[derive(Default)]
@@ -126,6 +134,10 @@ impl SandboxActor {
         };
         let deleting = bs.metadata.deletion_timestamp.is_some();
         let finalizers = bs.metadata.finalizers.clone().unwrap_or_default();
+        if tasks::needs_cleanup(&bs) {
+            let (pods, _) = self.listed_pods(&bs);
+            return self.task_cleanup_turn(ctx, &bs, &pods, work);
+        }
         if deleting {
             // A sandbox whose pool is gone must not wait forever for the pool's release.
             let has = finalizers
@@ -215,6 +227,11 @@ impl SandboxActor {
             restart_baseline: &self.restart_baseline,
             now,
         });
+        if tasks::task_mode(&bs)
+            && let Some(problem) = self.task_turn(ctx, &bs, &pods, &mut status, &mut work, now)
+        {
+            spec_problem.get_or_insert(problem);
+        }
         let spec_cond = match &spec_problem {
             Some((reason, msg)) => Condition::new("SpecValid", false, reason, msg, &now_rfc3339()),
             None => Condition::new(
@@ -315,6 +332,10 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     }
     let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &work.ns);
     let pp = ctx.patch_params();
+    let mut work = work;
+    if tasks::write_task_finalizer(&api, &pp, &mut work, &mut out).await {
+        return out;
+    }
     if work.delete_sandbox {
         match api.delete(&work.name, &DeleteParams::background()).await {
             Ok(_) => out.deleted_sandbox = true,

@@ -306,3 +306,68 @@ def test_restart_keeps_pools_and_sandboxes_and_converges():
         again.kill()
     finally:
         _stop(proc)
+
+
+def _kubectl(sa, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    local = REPO / ".cache" / "tools" / "bin" / "kubectl"
+    kubectl = str(local) if local.exists() else shutil.which("kubectl")
+    assert kubectl, "kubectl not found: run hack/install-tools.sh (hack/test.sh does)"
+    return subprocess.run(
+        [kubectl, "--kubeconfig", str(sa["kubeconfig"]), "-n", "default", *args],
+        input=stdin, capture_output=True, text=True, timeout=90,
+    )
+
+
+TASK_MANIFEST = """
+apiVersion: sandbox.opensandbox.io/v1alpha1
+kind: BatchSandbox
+metadata:
+  name: e2e-tasks
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - name: main
+        image: host
+        command: ["sleep", "infinity"]
+  taskTemplate:
+    spec:
+      timeoutSeconds: 60
+      process:
+        command: ["sh", "-c", "test \\"${POD_NAME##*-}\\" = \\"$SHARD\\" && echo shard $SHARD"]
+  shardTaskPatches:
+  - spec: {process: {env: [{name: SHARD, value: "0"}]}}
+  - spec: {process: {env: [{name: SHARD, value: "1"}]}}
+"""
+
+
+def test_kubectl_batchsandbox_runs_its_tasks(standalone):
+    applied = _kubectl(standalone, "apply", "-f", "-", stdin=TASK_MANIFEST)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    deadline = time.time() + 60
+    while True:
+        got = _kubectl(standalone, "get", "bsbx", "e2e-tasks", "-o", "json")
+        assert got.returncode == 0, got.stderr
+        status = json.loads(got.stdout).get("status", {})
+        if status.get("taskSucceed") == 2 or status.get("taskFailed"):
+            break
+        assert time.time() < deadline, f"tasks did not finish: {status}"
+        time.sleep(0.3)
+    assert status["taskSucceed"] == 2 and status.get("taskFailed", 0) == 0, status
+    assert status["phase"] == "Succeed", status
+    # The task columns of the printer (priority 1: `-o wide`).
+    wide = _kubectl(standalone, "get", "bsbx", "e2e-tasks", "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    header, row = wide.stdout.strip().splitlines()[:2]
+    columns = dict(zip(header.split(), row.split()))
+    assert columns["NAME"] == "e2e-tasks", wide.stdout
+    assert (columns["TASK_RUNNING"], columns["TASK_SUCCEED"], columns["TASK_FAILED"], columns["TASK_UNKNOWN"]) == \
+        ("0", "2", "0", "0"), wide.stdout
+    # Deletion stops the tasks (task-cleanup finalizer) and completes.
+    started = time.time()
+    deleted = _kubectl(standalone, "delete", "bsbx", "e2e-tasks", "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert time.time() - started < 40
+    gone = _kubectl(standalone, "get", "bsbx", "e2e-tasks", "--ignore-not-found", "-o", "name")
+    assert gone.stdout.strip() == "", gone.stdout

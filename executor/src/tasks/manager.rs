@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 
-use super::model::{Record, Task};
+use super::model::{Record, StartFailure, Task};
 use super::runtime;
 use super::state::{self, Phase};
 use crate::execd::state::lock;
@@ -23,8 +23,6 @@ pub enum TaskError {
     NoProcess,
     #[error("task not found: {0}")]
     NotFound(String),
-    #[error("failed to start task {0}: {1}")]
-    Start(String, std::io::Error),
     #[error("task store: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -106,7 +104,7 @@ impl Manager {
                 continue;
             }
             let obs = runtime::observe(&path);
-            let lost = obs.exit.is_none() && !obs.alive;
+            let lost = rec.start_failure.is_none() && obs.exit.is_none() && !obs.alive;
             if lost && rec.task.deletion_timestamp.is_none() {
                 tracing::info!(task = %rec.task.name, "dropping task lost across restart");
                 let _ = std::fs::remove_dir_all(&path);
@@ -124,6 +122,14 @@ impl Manager {
     }
 
     fn phase_of(&self, rec: &Record) -> Phase {
+        if let Some(f) = &rec.start_failure {
+            return Phase::StartFailed {
+                code: f.exit_code,
+                reason: f.reason.clone(),
+                message: f.message.clone(),
+                at: f.at,
+            };
+        }
         let obs = runtime::observe(&self.dir.join(&rec.task.name));
         let timeout = rec.task.process.as_ref().and_then(|p| p.timeout_seconds);
         state::phase(&obs, timeout, rec.timed_out, Utc::now())
@@ -133,7 +139,19 @@ impl Manager {
         let phase = self.phase_of(rec);
         let mut t = rec.task.clone();
         let timeout = t.process.as_ref().and_then(|p| p.timeout_seconds);
-        t.process_status = Some(state::status(&phase, timeout, Utc::now()));
+        let mut status = state::status(&phase, timeout, Utc::now());
+        // A failed process says why on stderr: its tail goes into the message.
+        if let Some(term) = status.terminated.as_mut()
+            && term.exit_code != 0
+            && matches!(phase, Phase::Exited { .. } | Phase::Crashed { .. })
+            && let Some(tail) = runtime::stderr_tail(&self.dir.join(&rec.task.name), 512)
+        {
+            term.message = Some(match term.message.take() {
+                Some(m) => format!("{m}; stderr: {tail}"),
+                None => format!("stderr: {tail}"),
+            });
+        }
+        t.process_status = Some(status);
         let active = rec.task.deletion_timestamp.is_none() && phase.is_active();
         (t, active)
     }
@@ -192,12 +210,33 @@ impl Manager {
             },
             created_at: Utc::now(),
             timed_out: false,
+            start_failure: None,
         };
+        let mut rec = rec;
         std::fs::create_dir_all(&dir)?;
-        self.persist(&rec)?;
-        if let Err(e) = runtime::start(&dir, &process) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(TaskError::Start(task.name, e));
+        match runtime::preflight(&process) {
+            Ok(()) => {
+                self.persist(&rec)?;
+                if let Err(e) = runtime::start(&dir, &process) {
+                    rec.start_failure = Some(StartFailure {
+                        exit_code: 1,
+                        reason: "StartError".into(),
+                        message: format!("failed to start the task: {e}"),
+                        at: Utc::now(),
+                    });
+                }
+            }
+            Err(u) => {
+                rec.start_failure = Some(StartFailure {
+                    exit_code: u.exit_code,
+                    reason: u.reason.into(),
+                    message: u.message,
+                    at: Utc::now(),
+                });
+            }
+        }
+        if rec.start_failure.is_some() {
+            self.persist(&rec)?;
         }
         let view = self.view(&rec).0;
         entries.insert(

@@ -95,4 +95,17 @@ pub struct Record {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub timed_out: bool,
+    /// Why the process never started (missing binary, bad env or working dir), when so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_failure: Option<StartFailure>,
+}
+
+/// A task that could not be started is a failed task with this exit code and reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartFailure {
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
 }

@@ -24,6 +24,119 @@ echo $rc > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
 exit $rc
 "#;
 
+/// Why a task cannot start; it becomes a failed task rather than an API error, so the
+/// controller sees a clear failure instead of retrying forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unstartable {
+    pub exit_code: i32,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Unstartable {
+    fn new(exit_code: i32, reason: &'static str, message: String) -> Self {
+        Self {
+            exit_code,
+            reason,
+            message,
+        }
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks what the shim cannot report well: command (on the task's PATH), env names,
+/// working dir. Exit codes follow the shell: 127 not found, 126 not executable.
+pub fn preflight(spec: &ProcessSpec) -> Result<(), Unstartable> {
+    let Some(program) = spec.command.first().filter(|c| !c.is_empty()) else {
+        return Err(Unstartable::new(
+            1,
+            "InvalidCommand",
+            "process.command is empty".into(),
+        ));
+    };
+    for e in spec.env.iter().flatten() {
+        if e.name.is_empty() || e.name.contains(['=', '\0']) {
+            return Err(Unstartable::new(
+                1,
+                "InvalidEnv",
+                format!("invalid environment variable name {:?}", e.name),
+            ));
+        }
+        if e.value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Unstartable::new(
+                1,
+                "InvalidEnv",
+                format!("environment variable {} contains a NUL byte", e.name),
+            ));
+        }
+    }
+    let wd = spec.working_dir.as_deref().filter(|w| !w.is_empty());
+    if let Some(wd) = wd
+        && !Path::new(wd).is_dir()
+    {
+        return Err(Unstartable::new(
+            1,
+            "InvalidWorkingDir",
+            format!("workingDir {wd} does not exist or is not a directory"),
+        ));
+    }
+    if spec.command.iter().any(|a| a.contains('\0'))
+        || spec.args.iter().flatten().any(|a| a.contains('\0'))
+    {
+        return Err(Unstartable::new(
+            1,
+            "InvalidCommand",
+            "the command line contains a NUL byte".into(),
+        ));
+    }
+    if program.contains('/') {
+        let path = match wd {
+            Some(wd) if !program.starts_with('/') => Path::new(wd).join(program),
+            _ => PathBuf::from(program),
+        };
+        if !path.exists() {
+            return Err(Unstartable::new(
+                127,
+                "CommandNotFound",
+                format!("{program}: no such file"),
+            ));
+        }
+        if !is_executable(&path) {
+            return Err(Unstartable::new(
+                126,
+                "CommandNotExecutable",
+                format!("{program}: not an executable file"),
+            ));
+        }
+        return Ok(());
+    }
+    let path_var = spec
+        .env
+        .iter()
+        .flatten()
+        .rev()
+        .find(|e| e.name == "PATH")
+        .and_then(|e| e.value.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let found = path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .any(|d| is_executable(&Path::new(d).join(program)));
+    if !found {
+        return Err(Unstartable::new(
+            127,
+            "CommandNotFound",
+            format!("{program}: command not found in PATH {path_var}"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn start(dir: &Path, spec: &ProcessSpec) -> std::io::Result<u32> {
     if spec.command.is_empty() {
         return Err(std::io::Error::new(
@@ -111,6 +224,18 @@ pub fn stop(dir: &Path) {
     }
     let _ = killpg(target, Signal::SIGKILL);
     let _ = kill(target, Signal::SIGKILL);
+}
+
+/// The last bytes of a task's stderr, for the message of a failed task.
+pub fn stderr_tail(dir: &Path, max: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(dir.join("stderr.log")).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// Keeps each log file at most `max` bytes (the head is kept; the shim appends, so later

@@ -31,6 +31,13 @@ pub enum Phase {
     Timeout {
         started: DateTime<Utc>,
     },
+    /// The process never started (see [`super::runtime::preflight`]).
+    StartFailed {
+        code: i32,
+        reason: String,
+        message: String,
+        at: DateTime<Utc>,
+    },
 }
 
 pub const TIMEOUT_EXIT: i32 = 137;
@@ -72,7 +79,10 @@ pub fn phase(
 
 impl Phase {
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Phase::Exited { .. } | Phase::Crashed { .. })
+        matches!(
+            self,
+            Phase::Exited { .. } | Phase::Crashed { .. } | Phase::StartFailed { .. }
+        )
     }
     pub fn is_active(&self) -> bool {
         matches!(self, Phase::Pending | Phase::Running { .. })
@@ -117,6 +127,22 @@ pub fn status(phase: &Phase, timeout_seconds: Option<i64>, now: DateTime<Utc>) -
                 message: Some("Process exited without writing exit code".into()),
                 started_at: Some(*started),
                 finished_at: Some(now),
+            }),
+            ..Default::default()
+        },
+        Phase::StartFailed {
+            code,
+            reason,
+            message,
+            at,
+        } => ProcessStatus {
+            terminated: Some(Terminated {
+                exit_code: *code,
+                signal: None,
+                reason: Some(reason.clone()),
+                message: Some(message.clone()),
+                started_at: None,
+                finished_at: Some(*at),
             }),
             ..Default::default()
         },
@@ -234,6 +260,22 @@ mod tests {
         );
         assert_eq!(ok.terminated.unwrap().reason.as_deref(), Some("Succeeded"));
         assert!(status(&Phase::Pending, None, now).waiting.is_some());
+    }
+
+    #[test]
+    fn start_failures_are_terminal_failures() {
+        let p = Phase::StartFailed {
+            code: 127,
+            reason: "CommandNotFound".into(),
+            message: "x: command not found".into(),
+            at: t(7),
+        };
+        assert!(p.is_terminal() && !p.is_active());
+        let term = status(&p, None, t(100)).terminated.unwrap();
+        assert_eq!(term.exit_code, 127);
+        assert_eq!(term.reason.as_deref(), Some("CommandNotFound"));
+        assert_eq!(term.message.as_deref(), Some("x: command not found"));
+        assert_eq!(term.finished_at, Some(t(7)));
     }
 
     #[test]
