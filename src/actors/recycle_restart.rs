@@ -257,6 +257,63 @@ pub fn decide(
     Step::Attempt { record, exec }
 }
 
+/// One pool pod as the turn planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecyclePod<'a> {
+    pub name: &'a str,
+    pub phase: &'a str,
+    pub containers: &'a [ContainerState],
+    /// The `restart-record` annotation as this actor last knows it.
+    pub record: Option<&'a str>,
+    pub terminating: bool,
+}
+
+/// The pods a Restart pool must act on this turn and what to do with each: the pods
+/// sandboxes release now (with the releasing sandbox's uid) and every unheld pod that still
+/// carries a record. Pods with a restart command still running are left alone.
+pub fn plan_turn<'a>(
+    pods: &[RecyclePod<'a>],
+    released: &[(String, String)],
+    held: &std::collections::HashSet<String>,
+    in_flight: &std::collections::HashSet<String>,
+    settings: &RestartSettings,
+    now: DateTime<Utc>,
+) -> Vec<(String, Step)> {
+    let mut out = Vec::new();
+    for pod in pods
+        .iter()
+        .filter(|p| !p.terminating && !in_flight.contains(p.name))
+    {
+        let record = parse_record(pod.record);
+        let release_id = match released.iter().find(|(name, _)| name == pod.name) {
+            Some((_, id)) => id.clone(),
+            None if held.contains(pod.name) || pod.record.is_none() => continue,
+            // An unreadable record still marks the pod as dirty: restart it under a fresh id.
+            None => record
+                .as_ref()
+                .map(|r| r.id.clone())
+                .unwrap_or_else(|| format!("recovered-{}", pod.name)),
+        };
+        let snapshot = PodSnapshot {
+            phase: pod.phase,
+            containers: pod.containers,
+        };
+        let step = decide(&release_id, record.as_ref(), &snapshot, settings, now);
+        out.push((pod.name.to_string(), step));
+    }
+    out
+}
+
+/// Pods that are recycling (carry a record and are held by no sandbox): never allocatable.
+pub fn recycling<'a>(
+    pods: &'a [RecyclePod<'a>],
+    held: &'a std::collections::HashSet<String>,
+) -> impl Iterator<Item = &'a str> + 'a {
+    pods.iter()
+        .filter(|p| p.record.is_some() && !held.contains(p.name))
+        .map(|p| p.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +520,64 @@ mod tests {
             decide("u", Some(&record), &pending, &s, t(60)),
             Step::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn turn_plan_covers_releases_and_recycling_pods_only() {
+        use std::collections::HashSet;
+        let cs = [c("main", "a1", true)];
+        let record = record_annotation(&RestartRecord {
+            retry_count: Some(1),
+            last_retry_time: Some(rfc3339(t(0))),
+            ..new_record("old", &running(&cs), &settings(3, 30), t(0))
+        });
+        let pod = |name: &'static str, record: Option<&'static str>| RecyclePod {
+            name,
+            phase: "Running",
+            containers: &[],
+            record,
+            terminating: false,
+        };
+        let leaked: &'static str = Box::leak(record.into_boxed_str());
+        let pods = vec![
+            RecyclePod {
+                containers: &cs,
+                ..pod("released", None)
+            },
+            RecyclePod {
+                containers: &cs,
+                ..pod("recycling", Some(leaked))
+            },
+            RecyclePod {
+                containers: &cs,
+                ..pod("busy", Some(leaked))
+            },
+            RecyclePod {
+                containers: &cs,
+                ..pod("held", Some(leaked))
+            },
+            RecyclePod {
+                containers: &cs,
+                ..pod("idle", None)
+            },
+            RecyclePod {
+                containers: &cs,
+                ..pod("garbled", Some("{"))
+            },
+        ];
+        let held: HashSet<String> = ["released", "held"].iter().map(|s| s.to_string()).collect();
+        let in_flight: HashSet<String> = ["busy".to_string()].into();
+        let released = vec![("released".to_string(), "bs-uid".to_string())];
+        let steps = plan_turn(&pods, &released, &held, &in_flight, &settings(3, 30), t(5));
+        let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["released", "recycling", "garbled"]);
+        assert!(matches!(&steps[0].1, Step::Attempt { record, .. } if record.id == "bs-uid"));
+        assert!(matches!(&steps[1].1, Step::Wait { until, .. } if *until == t(30)));
+        assert!(
+            matches!(&steps[2].1, Step::Attempt { record, .. } if record.id == "recovered-garbled")
+        );
+        let recycling: Vec<&str> = recycling(&pods, &held).collect();
+        assert_eq!(recycling, vec!["recycling", "busy", "garbled"]);
     }
 
     #[test]
