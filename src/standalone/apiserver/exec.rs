@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::registry::ResourceKey;
 use super::reqlog::LoggedRequest;
-use super::request::{ResourcePath, Route, route};
+use super::request::ResourcePath;
 use super::server::{Body, Core, error_response};
 use super::status::ApiError;
 
@@ -148,21 +148,13 @@ pub fn parse_params(query: Option<&str>) -> ExecParams {
     p
 }
 
-/// The pod an exec request addresses, when the path is `.../pods/{name}/exec`.
-pub fn exec_target(core: &Core, path: &str) -> Option<ResourcePath> {
-    match route(path, |g, v, p| {
-        core.registry.get(g, v, p).is_some_and(|r| r.namespaced)
-    }) {
-        Route::Resource(rp)
-            if rp.group.is_empty()
-                && rp.plural == "pods"
-                && rp.subresource.as_deref() == Some("exec")
-                && rp.name.is_some() =>
-        {
-            Some(rp)
-        }
-        _ => None,
-    }
+/// True for `/api/v1/namespaces/{ns}/pods/{name}/exec`.
+pub fn is_exec(rp: &ResourcePath) -> bool {
+    rp.group.is_empty()
+        && rp.plural == "pods"
+        && rp.subresource.as_deref() == Some("exec")
+        && rp.name.is_some()
+        && rp.namespace.is_some()
 }
 
 fn pod_containers(pod: &Value) -> Vec<String> {
@@ -315,7 +307,13 @@ fn prepare<B>(
     }
     let params = parse_params(req.uri().query());
     let exec = validate(core, rp, &params)?;
-    if !wants_upgrade(req) {
+    // The upgrade handle is there only on a connection that can be taken over.
+    if !wants_upgrade(req)
+        || req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_none()
+    {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
     let protocol = negotiate(

@@ -217,6 +217,9 @@ impl Core {
                 }
             }
             Route::NotFound => error_response(&ApiError::no_route(&path)),
+            Route::Resource(rp) if super::exec::is_exec(&rp) => {
+                super::exec::serve(self.clone(), rp, Request::from_parts(parts, body)).await
+            }
             Route::Resource(rp) => {
                 let Some(res) = self.registry.get(&rp.group, &rp.version, &rp.plural) else {
                     return error_response(&ApiError::no_route(&path));

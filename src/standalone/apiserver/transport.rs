@@ -53,12 +53,9 @@ where
 
 async fn serve_request<B>(core: Arc<Core>, req: Request<B>) -> Response<Body>
 where
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if let Some(rp) = exec::exec_target(&core, req.uri().path()) {
-        return exec::serve(core, rp, req).await;
-    }
     let (parts, body) = req.into_parts();
     match collect_limited(body, core.config.max_body_bytes).await {
         Ok(bytes) => core.handle(Request::from_parts(parts, bytes)).await,
