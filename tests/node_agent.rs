@@ -593,3 +593,83 @@ async fn process_group_fallback_runs_and_cleans_up() {
     assert!(!dir.exists());
     agent.shutdown().await;
 }
+
+async fn exec_in(
+    pods: &Api<Pod>,
+    name: &str,
+    container: &str,
+    command: &[&str],
+) -> Result<(String, Option<String>), kube::Error> {
+    use tokio::io::AsyncReadExt;
+    let ap = kube::api::AttachParams::default()
+        .container(container)
+        .stdout(true)
+        .stderr(true);
+    let mut proc = pods.exec(name, command.to_vec(), &ap).await?;
+    let mut out = String::new();
+    let mut so = proc.stdout().unwrap();
+    let status = proc.take_status().unwrap();
+    let (_, status) = tokio::join!(so.read_to_string(&mut out), status);
+    let _ = proc.join().await;
+    Ok((out, status.and_then(|s| s.status)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_inside_the_pod_and_kill_1_restarts_its_container() {
+    let e = env("default", |_| {});
+    let agent = e.start();
+    e.server.set_pod_executor(Some(agent.executor()));
+    create(&e.pods, "ex", "exec sleep 60", "Always", json!({})).await;
+    let p = wait_for(&e.pods, "ex", "Ready", ready).await;
+    let first_pid = pid_of(&p);
+    if !host_allows_namespaces() {
+        let err = exec_in(&e.pods, "ex", "main", &["true"]).await.unwrap_err();
+        assert!(err.to_string().contains("pid namespace"), "{err}");
+        agent.shutdown().await;
+        return;
+    }
+    // The command sees the pod's hostname, its pid namespace and its private /tmp.
+    let (out, status) = exec_in(
+        &e.pods,
+        "ex",
+        "main",
+        &[
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /tmp",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.as_deref(), Some("Success"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "ex", "{out}");
+    assert!(
+        lines[1].contains("--port") && lines[1].contains("exec sleep 60"),
+        "PID 1 is the pod's init: {out}"
+    );
+    std::fs::write(e.pod_dir("default", "ex").join("tmp/marker"), "x").unwrap();
+    let (out, _) = exec_in(&e.pods, "ex", "main", &["ls", "/tmp"])
+        .await
+        .unwrap();
+    assert!(out.contains("marker"), "{out}");
+    let (_, status) = exec_in(&e.pods, "ex", "main", &["sh", "-c", "exit 3"])
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("Failure"));
+    let err = exec_in(&e.pods, "ex", "nope", &["true"]).await.unwrap_err();
+    assert!(err.to_string().contains("not valid"), "{err}");
+
+    // `kill 1` (the Restart recycle's default command) ends the init; restartPolicy Always
+    // brings the container back with a new containerID.
+    exec_in(&e.pods, "ex", "main", &["kill", "1"])
+        .await
+        .unwrap();
+    let p = wait_for(&e.pods, "ex", "restarted and Ready", |p| {
+        ready(p) && restarts(p) == 1 && pid_of(p) != first_pid
+    })
+    .await;
+    assert!(!alive(first_pid));
+    assert!(alive(pid_of(&p)));
+    agent.shutdown().await;
+}
