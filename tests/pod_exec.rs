@@ -160,9 +160,7 @@ async fn exec_errors_are_statuses() {
         Ok(_) => panic!("expected an error"),
     };
     let ap = || AttachParams::default().stdout(true).stderr(true);
-    let (code, msg) = err(pods
-        .exec("p3", ["true"], &ap().container("nope"))
-        .await);
+    let (code, msg) = err(pods.exec("p3", ["true"], &ap().container("nope")).await);
     assert_eq!(code, 400);
     assert!(
         msg.contains("container nope is not valid for pod p3"),
@@ -196,9 +194,7 @@ async fn exec_errors_are_statuses() {
 
     // No runtime behind the server: 503.
     s.set_pod_executor(None);
-    let (code, msg) = err(pods
-        .exec("p3", ["true"], &ap().container("main"))
-        .await);
+    let (code, msg) = err(pods.exec("p3", ["true"], &ap().container("main")).await);
     assert_eq!(code, 503);
     assert!(msg.contains("no container runtime"), "{msg}");
     drop(k);
