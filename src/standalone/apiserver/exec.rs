@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::registry::ResourceKey;
 use super::reqlog::LoggedRequest;
@@ -417,7 +419,13 @@ async fn session<S>(
     let status = final_status(&command, &result);
     let body = serde_json::to_vec(&status).unwrap_or_default();
     let _ = ws.send(Message::Binary(frame(ERROR, &body))).await;
-    let _ = ws.close(None).await;
+    // A normal-closure code: Go clients treat a close without a status (1005) as an error.
+    let _ = ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
 }
 
 /// Builds a body-less response with `parts` (the 101 of an in-process upgrade).
