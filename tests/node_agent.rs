@@ -2,6 +2,8 @@
 //! loopback IPs and cgroups. Runs as root here and in CI; where the host lacks a feature the
 //! tests assert the documented fallback instead.
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -671,5 +673,87 @@ async fn exec_runs_inside_the_pod_and_kill_1_restarts_its_container() {
     .await;
     assert!(!alive(first_pid));
     assert!(alive(pid_of(&p)));
+    agent.shutdown().await;
+}
+
+/// Restart recycling end to end on real processes: the pool controller execs `kill 1` into a
+/// released pod through the embedded API server, the agent restarts the container, and the
+/// same pod returns to the pool.
+#[actix_rt::test]
+async fn restart_recycling_restarts_a_released_pod_on_the_node_agent() {
+    if !host_allows_namespaces() {
+        return;
+    }
+    let e = env("default", |_| {});
+    let crds: Vec<serde_json::Value> = opensandbox::crd::all_crds()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    e.server.install_crds(&crds).await.unwrap();
+    let agent = e.start();
+    e.server.set_pod_executor(Some(agent.executor()));
+    let _m = common::Manager::start(&e.server, "m1", None).await;
+    let mut pool = common::pool_json("real", 0, 0, 1, 1);
+    pool["spec"]["template"]["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "exec sleep 60"]);
+    pool["spec"]["recycleStrategy"] = json!({"type": "Restart"});
+    let pools: Api<opensandbox::crd::Pool> = Api::namespaced(e.server.client(), "default");
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool).unwrap(),
+        )
+        .await
+        .unwrap();
+    let available = || async {
+        pools
+            .get("real")
+            .await
+            .unwrap()
+            .status
+            .map_or(0, |s| s.available)
+    };
+    common::eventually("pool pod running", Duration::from_secs(20), || async {
+        available().await == 1
+    })
+    .await;
+    let bs: Api<opensandbox::crd::BatchSandbox> = Api::namespaced(e.server.client(), "default");
+    let body = json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
+        "metadata": {"name": "user"}, "spec": {"replicas": 1, "poolRef": "real"}});
+    bs.create(
+        &PostParams::default(),
+        &serde_json::from_value(body).unwrap(),
+    )
+    .await
+    .unwrap();
+    common::eventually("allocated", Duration::from_secs(20), || async {
+        pools
+            .get("real")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.allocated == 1)
+    })
+    .await;
+    let list = e.pods.list(&Default::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1);
+    let name = list[0].metadata.name.clone().unwrap();
+    let first_pid = pid_of(&list[0]);
+    bs.delete("user", &DeleteParams::default()).await.unwrap();
+    common::eventually(
+        "restarted in place and idle",
+        Duration::from_secs(20),
+        || async {
+            let p = e.pods.get(&name).await.unwrap();
+            ready(&p) && restarts(&p) == 1 && pid_of(&p) != first_pid && available().await == 1
+        },
+    )
+    .await;
+    assert!(!alive(first_pid));
+    assert_eq!(
+        e.pods.list(&Default::default()).await.unwrap().items.len(),
+        1,
+        "no pod replaced"
+    );
     agent.shutdown().await;
 }
