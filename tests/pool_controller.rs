@@ -670,3 +670,63 @@ async fn noop_recycle_keeps_pods_as_they_are() {
             .is_none_or(|a| !a.contains_key(keys::ANNOTATION_RESTART_RECORD))
     );
 }
+
+#[actix_rt::test]
+async fn a_recycling_pod_is_never_allocated_until_restarted() {
+    let s = api_server().await;
+    let k = kubelet(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    let cfg = r#"{"retryInterval":"1h","maxRetries":3}"#;
+    create_pool(&s, recycle_pool("rw", "Restart", 1, Some(cfg))).await;
+    eventually("filled", T, || async {
+        status(&s, "rw").await.available == 1
+    })
+    .await;
+    create_sandbox(&s, "first", "rw", 1).await;
+    eventually("allocated", T, || async {
+        ledger(&s, "first").await.len() == 1
+    })
+    .await;
+    let pod = ledger(&s, "first").await[0].clone();
+    k.fail_exec("default", &pod, true);
+    delete_sandbox_and_wait(&s, "first").await;
+    create_sandbox(&s, "second", "rw", 1).await;
+    let pods: Api<Pod> = Api::namespaced(s.client(), "default");
+    eventually("first attempt recorded", T, || async {
+        pods.get(&pod)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .is_some_and(|a| {
+                a.get(keys::ANNOTATION_RESTART_RECORD)
+                    .is_some_and(|r| r.contains(r#""retryCount":1"#))
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ledger(&s, "second").await.is_empty(),
+        "the dirty pod is not handed out"
+    );
+    let st = status(&s, "rw").await;
+    assert_eq!((st.available, st.allocated, st.total), (0, 1, 1));
+    assert_eq!(execs(&s), 1);
+    // The runtime recovers and the retry interval is shortened: the next attempt restarts
+    // the pod, which then goes to the waiting sandbox.
+    k.fail_exec("default", &pod, false);
+    let pools: Api<Pool> = Api::namespaced(s.client(), "default");
+    let fast = json!({"metadata": {"annotations": {keys::ANNOTATION_RESTART_CONFIG: r#"{"retryInterval":"100ms","maxRetries":3}"#}}});
+    pools
+        .patch("rw", &PatchParams::default(), &Patch::Merge(&fast))
+        .await
+        .unwrap();
+    eventually(
+        "restarted and allocated to the waiting sandbox",
+        T,
+        || async { ledger(&s, "second").await == vec![pod.clone()] },
+    )
+    .await;
+    assert_eq!(execs(&s), 2);
+    assert_eq!(pod_writes(&s, "delete"), 0);
+}

@@ -243,19 +243,17 @@ impl PoolActor {
         let held = allocation::held_pods(&sandbox_views);
         let restart = pool.recycle_type() == RecycleType::Restart;
         let records = self.effective_records(&pods);
-        let recycle_pods: Vec<RecyclePod> = if restart {
-            pods.iter()
-                .map(|p| RecyclePod {
-                    name: &p.name,
-                    phase: &p.phase,
-                    containers: &p.containers,
-                    record: records.get(&p.name).and_then(|r| r.as_deref()),
-                    terminating: p.deleting || deleting.contains(&p.name),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // A restart in progress completes even if the pool has switched strategies since.
+        let recycle_pods: Vec<RecyclePod> = pods
+            .iter()
+            .map(|p| RecyclePod {
+                name: &p.name,
+                phase: &p.phase,
+                containers: &p.containers,
+                record: records.get(&p.name).and_then(|r| r.as_deref()),
+                terminating: p.deleting || deleting.contains(&p.name),
+            })
+            .collect();
         // Recycling pods count as allocated: never handed out, never scaled in.
         let mut allocated = held.clone();
         allocated.extend(recycle_restart::recycling(&recycle_pods, &held).map(str::to_string));
@@ -347,7 +345,7 @@ impl PoolActor {
                 .and_then(|a| a.get(keys::ANNOTATION_RESTART_CONFIG))
                 .map(String::as_str),
         );
-        let restarts = if restart {
+        let restarts: Vec<(String, String, Step)> = {
             let sandbox_uids: HashMap<String, String> = self
                 .ctx
                 .cache
@@ -357,6 +355,7 @@ impl PoolActor {
                 .collect();
             let released: Vec<(String, String)> = released_by
                 .iter()
+                .filter(|_| restart)
                 .map(|(pod, sandbox)| {
                     let id = sandbox_uids.get(sandbox).cloned().unwrap_or_default();
                     (
@@ -379,8 +378,6 @@ impl PoolActor {
                 (pod, uid, step)
             })
             .collect()
-        } else {
-            Vec::new()
         };
         let counts = plan.status.after_allocating(newly);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
@@ -576,11 +573,11 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     let concurrency = ctx.config.pod_write_concurrency.max(1);
     // Recycle released pods first so a pod is never idle and dirty at once.
     let mut blocked = HashSet::new();
-    if work.recycle_type == RecycleType::Restart {
-        if !work.restarts.is_empty() && ctx.gate.is_leader() {
-            blocked = execute_restarts(&ctx, &pods, &work, &mut out, concurrency).await;
-        }
-    } else if !work.recycle.is_empty()
+    if !work.restarts.is_empty() && ctx.gate.is_leader() {
+        blocked = execute_restarts(&ctx, &pods, &work, &mut out, concurrency).await;
+    }
+    if work.recycle_type != RecycleType::Restart
+        && !work.recycle.is_empty()
         && ctx.gate.is_leader()
         && work.recycle_type != RecycleType::Noop
     {
