@@ -1,6 +1,8 @@
 //! PoolActor: owns one Pool's pods and its buffer-size policy. Each turn reads the cache,
 //! asks [`pool_policy::plan`] what to do, issues the creates and deletes, and writes the
-//! status once, only when it changed.
+//! status once, only when it changed. Restart recycling follows
+//! [`recycle_restart`]'s steps; its `pods/exec` runs beside the turns and wakes the actor when
+//! done, and a timer wakes it for the next retry.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -345,40 +347,25 @@ impl PoolActor {
                 .and_then(|a| a.get(keys::ANNOTATION_RESTART_CONFIG))
                 .map(String::as_str),
         );
-        let restarts: Vec<(String, String, Step)> = {
-            let sandbox_uids: HashMap<String, String> = self
-                .ctx
-                .cache
-                .sandboxes_of_pool(&self.key)
-                .iter()
-                .map(|bs| (bs.name_any(), bs.uid().unwrap_or_default()))
-                .collect();
-            let released: Vec<(String, String)> = released_by
-                .iter()
-                .filter(|_| restart)
-                .map(|(pod, sandbox)| {
-                    let id = sandbox_uids.get(sandbox).cloned().unwrap_or_default();
-                    (
-                        pod.clone(),
-                        if id.is_empty() { sandbox.clone() } else { id },
-                    )
-                })
-                .collect();
-            recycle_restart::plan_turn(
-                &recycle_pods,
-                &released,
-                &held,
-                &self.execs,
-                &settings,
-                chrono::Utc::now(),
-            )
-            .into_iter()
-            .map(|(pod, step)| {
-                let uid = uids.get(pod.as_str()).unwrap_or(&"").to_string();
-                (pod, uid, step)
-            })
-            .collect()
+        let released = if restart {
+            self.release_ids(&released_by)
+        } else {
+            Vec::new()
         };
+        let restarts = recycle_restart::plan_turn(
+            &recycle_pods,
+            &released,
+            &held,
+            &self.execs,
+            &settings,
+            chrono::Utc::now(),
+        )
+        .into_iter()
+        .map(|(pod, step)| {
+            let uid = uids.get(pod.as_str()).unwrap_or(&"").to_string();
+            (pod, uid, step)
+        })
+        .collect();
         let counts = plan.status.after_allocating(newly);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
         let invalid_event = if invalid != self.last_invalid {
@@ -401,6 +388,27 @@ impl PoolActor {
             status,
             invalid_event,
         })
+    }
+
+    /// Released pods with the id of their release: the releasing sandbox's uid.
+    fn release_ids(&self, released_by: &HashMap<String, String>) -> Vec<(String, String)> {
+        let uids: HashMap<String, String> = self
+            .ctx
+            .cache
+            .sandboxes_of_pool(&self.key)
+            .iter()
+            .map(|bs| (bs.name_any(), bs.uid().unwrap_or_default()))
+            .collect();
+        released_by
+            .iter()
+            .map(|(pod, sandbox)| {
+                let id = uids
+                    .get(sandbox)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(sandbox);
+                (pod.clone(), id.clone())
+            })
+            .collect()
     }
 
     /// Each pod's `restart-record`, with this actor's own unobserved writes applied.
