@@ -662,6 +662,30 @@ async fn exec_runs_inside_the_pod_and_kill_1_restarts_its_container() {
     let err = exec_in(&e.pods, "ex", "nope", &["true"]).await.unwrap_err();
     assert!(err.to_string().contains("not valid"), "{err}");
 
+    // A client that goes away takes its command with it.
+    let ap = kube::api::AttachParams::default()
+        .container("main")
+        .stdout(true)
+        .stderr(true);
+    let proc = e.pods.exec("ex", ["sleep", "31.5"], &ap).await.unwrap();
+    let sleeping = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|d| {
+            std::fs::read(d.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0031.5\x00")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sleeping() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sleeping(), "the exec'd command runs");
+    proc.abort();
+    drop(proc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sleeping(), "the command ends with its client");
+
     // `kill 1` (the Restart recycle's default command) ends the init; restartPolicy Always
     // brings the container back with a new containerID.
     exec_in(&e.pods, "ex", "main", &["kill", "1"])

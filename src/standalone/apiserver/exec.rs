@@ -384,7 +384,7 @@ async fn session<S>(
     let mut client_open = true;
     let result = loop {
         tokio::select! {
-            r = &mut run => break r,
+            r = &mut run => break Some(r),
             Some(b) = out_rx.recv() => {
                 if ws.send(Message::Binary(frame(STDOUT, &b))).await.is_err() { client_open = false; }
             }
@@ -401,15 +401,17 @@ async fn session<S>(
                     Some(&CLOSE) if v5 && b.get(1) == Some(&STDIN) => stdin_tx = None,
                     _ => {}
                 },
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    client_open = false;
-                    stdin_tx = None;
-                }
+                // The client went away: stop the command (dropping it ends it).
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 Some(Ok(_)) => {}
             },
         }
     };
     drop(stdin_tx);
+    let Some(result) = result else {
+        tracing::debug!(command = ?command, "exec client disconnected; command stopped");
+        return;
+    };
     while let Ok(b) = out_rx.try_recv() {
         let _ = ws.send(Message::Binary(frame(STDOUT, &b))).await;
     }

@@ -117,6 +117,13 @@ fn enter(ns: &[i32], procs: &[i32], cwd: &CString) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
         if child == 0 {
+            // The command dies with the middle process (killed when the client goes away).
+            // Its parent lives outside the pod's pid namespace, so it reads as ppid 0 while
+            // alive; a non-zero ppid means the middle process is already gone.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != 0 {
+                libc::_exit(137);
+            }
             return Ok(());
         }
         for fd in procs {
