@@ -310,3 +310,48 @@ async fn kubectl_builtin_kinds_and_generators() {
     let out = k.ok(&["get", "crds"]).await;
     assert!(out.contains("pools.sandbox.opensandbox.io"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_streams_output_and_exit_codes() {
+    use opensandbox::standalone::kubelet_sim::{KubeletOptions, SimKubelet};
+    let (s, k) = setup().await;
+    let kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
+    s.set_pod_executor(Some(kubelet.executor()));
+    let pod = k.write(
+        "pod.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+  labels:
+    sandbox.opensandbox.io/managed: "true"
+spec:
+  containers:
+  - name: main
+    image: busybox
+"#,
+    );
+    k.ok(&["apply", "-f", &pod]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shell",
+        "--timeout=20s",
+    ])
+    .await;
+    let out = k
+        .ok(&["exec", "shell", "-c", "main", "--", "echo", "hello", "exec"])
+        .await;
+    assert_eq!(out, "hello exec\n");
+    kubelet.fail_exec("default", "shell", true);
+    let (ok, _, err) = k.run(&["exec", "shell", "--", "kill", "1"]).await;
+    assert!(!ok);
+    assert!(err.contains("command terminated with exit code 1"), "{err}");
+    assert!(err.contains("simulated exec failure"), "{err}");
+    let (ok, _, err) = k.run(&["exec", "shell", "-c", "nope", "--", "true"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("container nope is not valid for pod shell"),
+        "{err}"
+    );
+}

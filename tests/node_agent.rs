@@ -2,6 +2,8 @@
 //! loopback IPs and cgroups. Runs as root here and in CI; where the host lacks a feature the
 //! tests assert the documented fallback instead.
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -591,5 +593,191 @@ async fn process_group_fallback_runs_and_cleans_up() {
     let left: Vec<_> = procs.iter().filter(|p| alive(**p)).collect();
     assert!(left.is_empty(), "survivors: {left:?}");
     assert!(!dir.exists());
+    agent.shutdown().await;
+}
+
+async fn exec_in(
+    pods: &Api<Pod>,
+    name: &str,
+    container: &str,
+    command: &[&str],
+) -> Result<(String, Option<String>), kube::Error> {
+    use tokio::io::AsyncReadExt;
+    let ap = kube::api::AttachParams::default()
+        .container(container)
+        .stdout(true)
+        .stderr(true);
+    let mut proc = pods.exec(name, command.to_vec(), &ap).await?;
+    let mut out = String::new();
+    let mut so = proc.stdout().unwrap();
+    let status = proc.take_status().unwrap();
+    let (_, status) = tokio::join!(so.read_to_string(&mut out), status);
+    let _ = proc.join().await;
+    Ok((out, status.and_then(|s| s.status)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_inside_the_pod_and_kill_1_restarts_its_container() {
+    let e = env("default", |_| {});
+    let agent = e.start();
+    e.server.set_pod_executor(Some(agent.executor()));
+    create(&e.pods, "ex", "exec sleep 60", "Always", json!({})).await;
+    let p = wait_for(&e.pods, "ex", "Ready", ready).await;
+    let first_pid = pid_of(&p);
+    if !host_allows_namespaces() {
+        let err = exec_in(&e.pods, "ex", "main", &["true"]).await.unwrap_err();
+        assert!(err.to_string().contains("pid namespace"), "{err}");
+        agent.shutdown().await;
+        return;
+    }
+    // The command sees the pod's hostname, its pid namespace and its private /tmp.
+    let (out, status) = exec_in(
+        &e.pods,
+        "ex",
+        "main",
+        &[
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /tmp",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.as_deref(), Some("Success"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "ex", "{out}");
+    assert!(
+        lines[1].contains("--port") && lines[1].contains("exec sleep 60"),
+        "PID 1 is the pod's init: {out}"
+    );
+    std::fs::write(e.pod_dir("default", "ex").join("tmp/marker"), "x").unwrap();
+    let (out, _) = exec_in(&e.pods, "ex", "main", &["ls", "/tmp"])
+        .await
+        .unwrap();
+    assert!(out.contains("marker"), "{out}");
+    let (_, status) = exec_in(&e.pods, "ex", "main", &["sh", "-c", "exit 3"])
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("Failure"));
+    let err = exec_in(&e.pods, "ex", "nope", &["true"]).await.unwrap_err();
+    assert!(err.to_string().contains("not valid"), "{err}");
+
+    // A client that goes away takes its command with it.
+    let ap = kube::api::AttachParams::default()
+        .container("main")
+        .stdout(true)
+        .stderr(true);
+    let proc = e.pods.exec("ex", ["sleep", "31.5"], &ap).await.unwrap();
+    let sleeping = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|d| {
+            std::fs::read(d.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0031.5\x00")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sleeping() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sleeping(), "the exec'd command runs");
+    proc.abort();
+    drop(proc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sleeping(), "the command ends with its client");
+
+    // `kill 1` (the Restart recycle's default command) ends the init; restartPolicy Always
+    // brings the container back with a new containerID.
+    exec_in(&e.pods, "ex", "main", &["kill", "1"])
+        .await
+        .unwrap();
+    let p = wait_for(&e.pods, "ex", "restarted and Ready", |p| {
+        ready(p) && restarts(p) == 1 && pid_of(p) != first_pid
+    })
+    .await;
+    assert!(!alive(first_pid));
+    assert!(alive(pid_of(&p)));
+    agent.shutdown().await;
+}
+
+/// Restart recycling end to end on real processes: the pool controller execs `kill 1` into a
+/// released pod through the embedded API server, the agent restarts the container, and the
+/// same pod returns to the pool.
+#[actix_rt::test]
+async fn restart_recycling_restarts_a_released_pod_on_the_node_agent() {
+    if !host_allows_namespaces() {
+        return;
+    }
+    let e = env("default", |_| {});
+    let crds: Vec<serde_json::Value> = opensandbox::crd::all_crds()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    e.server.install_crds(&crds).await.unwrap();
+    let agent = e.start();
+    e.server.set_pod_executor(Some(agent.executor()));
+    let _m = common::Manager::start(&e.server, "m1", None).await;
+    let mut pool = common::pool_json("real", 0, 0, 1, 1);
+    pool["spec"]["template"]["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "exec sleep 60"]);
+    pool["spec"]["recycleStrategy"] = json!({"type": "Restart"});
+    let pools: Api<opensandbox::crd::Pool> = Api::namespaced(e.server.client(), "default");
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool).unwrap(),
+        )
+        .await
+        .unwrap();
+    let available = || async {
+        pools
+            .get("real")
+            .await
+            .unwrap()
+            .status
+            .map_or(0, |s| s.available)
+    };
+    common::eventually("pool pod running", Duration::from_secs(20), || async {
+        available().await == 1
+    })
+    .await;
+    let bs: Api<opensandbox::crd::BatchSandbox> = Api::namespaced(e.server.client(), "default");
+    let body = json!({"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
+        "metadata": {"name": "user"}, "spec": {"replicas": 1, "poolRef": "real"}});
+    bs.create(
+        &PostParams::default(),
+        &serde_json::from_value(body).unwrap(),
+    )
+    .await
+    .unwrap();
+    common::eventually("allocated", Duration::from_secs(20), || async {
+        pools
+            .get("real")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.allocated == 1)
+    })
+    .await;
+    let list = e.pods.list(&Default::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1);
+    let name = list[0].metadata.name.clone().unwrap();
+    let first_pid = pid_of(&list[0]);
+    bs.delete("user", &DeleteParams::default()).await.unwrap();
+    common::eventually(
+        "restarted in place and idle",
+        Duration::from_secs(20),
+        || async {
+            let p = e.pods.get(&name).await.unwrap();
+            ready(&p) && restarts(&p) == 1 && pid_of(&p) != first_pid && available().await == 1
+        },
+    )
+    .await;
+    assert!(!alive(first_pid));
+    assert_eq!(
+        e.pods.list(&Default::default()).await.unwrap().items.len(),
+        1,
+        "no pod replaced"
+    );
     agent.shutdown().await;
 }

@@ -25,6 +25,9 @@ pub struct SandboxView {
     pub has_finalizer: bool,
     /// The ledger could not be parsed: hold its pods, write nothing for this sandbox.
     pub malformed: bool,
+    /// Deleting, but its tasks are still being stopped (the task-cleanup finalizer is on):
+    /// its pods stay held, untouched, until the tasks are down.
+    pub stopping_tasks: bool,
 }
 
 /// One pool pod, as the allocator sees it.
@@ -101,7 +104,10 @@ pub fn plan(
         .collect::<Vec<_>>()
         .into_iter();
     let ip = |p: &str| pods.get(p).and_then(|s| s.ip.clone()).unwrap_or_default();
-    for s in sandboxes.iter().filter(|s| !s.malformed) {
+    for s in sandboxes
+        .iter()
+        .filter(|s| !s.malformed && !(s.deleting && s.stopping_tasks))
+    {
         let alive = |p: &String| pods.get(p).is_some_and(|st| st.alive);
         let mut released: Vec<String> = Vec::new();
         let mut newly = Vec::new();
@@ -196,7 +202,27 @@ mod tests {
             release_requests: vec![],
             has_finalizer: !ledger.is_empty(),
             malformed: false,
+            stopping_tasks: false,
         }
+    }
+
+    #[test]
+    fn a_deleting_sandbox_keeps_its_pods_while_its_tasks_stop() {
+        let mut s = sb("a", 1, &["p1"]);
+        s.deleting = true;
+        s.stopping_tasks = true;
+        let pods = pods(&["p1", "p2"], &[]);
+        let free = vec!["p2".to_string()];
+        let plan = plan(std::slice::from_ref(&s), &pods, &free);
+        assert!(
+            plan.writes.is_empty() && plan.released.is_empty(),
+            "{plan:?}"
+        );
+        assert_eq!(held_pods(std::slice::from_ref(&s)).len(), 1);
+        assert_eq!(demand(std::slice::from_ref(&s), &pods), 0, "no refill");
+        s.stopping_tasks = false;
+        let plan = plan(std::slice::from_ref(&s), &pods, &free);
+        assert_eq!(plan.released, vec!["p1".to_string()]);
     }
 
     fn pods(alive: &[&str], dead: &[&str]) -> HashMap<String, PodState> {
@@ -336,7 +362,7 @@ mod tests {
                         SandboxView {
                             name: name.clone(), replicas: *r, deleting: *del && turn > 0,
                             ledger: ledgers.get(&name).cloned().unwrap_or_default(),
-                            release_requests: vec![], has_finalizer: true, malformed: false,
+                            release_requests: vec![], has_finalizer: true, malformed: false, stopping_tasks: false,
                         }
                     }).collect();
                     let held = held_pods(&views);

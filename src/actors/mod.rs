@@ -9,6 +9,8 @@ pub mod pool_actor;
 pub mod pool_assign;
 pub mod pool_pod;
 pub mod pool_policy;
+pub mod recycle_restart;
+pub mod restart_exec;
 pub mod runner;
 pub mod sandbox_actor;
 pub mod sandbox_policy;

@@ -1,6 +1,8 @@
 //! PoolActor: owns one Pool's pods and its buffer-size policy. Each turn reads the cache,
 //! asks [`pool_policy::plan`] what to do, issues the creates and deletes, and writes the
-//! status once, only when it changed.
+//! status once, only when it changed. Restart recycling follows
+//! [`recycle_restart`]'s steps; its `pods/exec` runs beside the turns and wakes the actor when
+//! done, and a timer wakes it for the next retry.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use super::allocation::{self, LedgerWrite, PodState, SandboxView};
 use super::context::Controller;
 use super::pool_pod::{check_template, pool_pod};
 use super::pool_policy::{self, DeleteReason, PodPhase, PodView, PoolInputs};
+use super::recycle_restart::{self, RecyclePod, RestartSettings, Step};
+use super::restart_exec;
 use crate::cache::{ObjKey, PodInfo};
 use crate::crd::conditions::{Condition, set_condition};
 use crate::crd::ledger::{Ledger, PodList};
@@ -56,6 +60,13 @@ pub struct PoolActor {
     again: bool,
     last_status: Option<PoolStatus>,
     last_invalid: Option<String>,
+    /// `restart-record` values this actor wrote (None: removed) that the cache does not
+    /// show yet.
+    written_records: HashMap<String, (Option<String>, Instant)>,
+    /// Pods whose restart command is running.
+    execs: HashSet<String>,
+    /// The pending wake-up for the next restart retry.
+    retry_timer: Option<(chrono::DateTime<chrono::Utc>, SpawnHandle)>,
 }
 
 impl PoolActor {
@@ -72,6 +83,9 @@ impl PoolActor {
             again: false,
             last_status: None,
             last_invalid: None,
+            written_records: HashMap::new(),
+            execs: HashSet::new(),
+            retry_timer: None,
         }
     }
 }
@@ -95,6 +109,11 @@ struct TurnWork {
     /// Pods taken back from sandboxes, to recycle before the ledger writes.
     recycle: Vec<(String, String)>,
     recycle_type: RecycleType,
+    /// Restart recycling steps (pod, uid, step) and the command to run.
+    restarts: Vec<(String, String, Step)>,
+    restart_command: Vec<String>,
+    /// Released pod -> the sandbox releasing it (its ledger write waits for the pod's record).
+    released_by: HashMap<String, String>,
     status: Option<PoolStatus>,
     /// Why the spec is invalid, if it is.
     invalid: Option<String>,
@@ -113,6 +132,13 @@ struct TurnOutcome {
     /// A write lost a race (409): run another turn on fresh state.
     retry: bool,
     written_status: Option<PoolStatus>,
+    /// Restart records written (None: removed).
+    written_records: Vec<(String, Option<String>)>,
+    /// Restart commands to start: pod and containers.
+    execs: Vec<(String, Vec<String>)>,
+    restart_command: Vec<String>,
+    /// The earliest time a waiting restart needs another look.
+    wake_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn pod_view(p: &PodInfo) -> PodView {
@@ -202,6 +228,7 @@ impl PoolActor {
                         .iter()
                         .any(|f| f == keys::FINALIZER_POOL_ALLOCATION),
                     malformed,
+                    stopping_tasks: finalizers.iter().any(|f| f == keys::FINALIZER_TASK_CLEANUP),
                 },
                 bs.resource_version().unwrap_or_default(),
                 finalizers,
@@ -245,7 +272,23 @@ impl PoolActor {
             })
             .collect();
         let sandbox_views: Vec<SandboxView> = sandboxes.iter().map(|(v, _, _)| v.clone()).collect();
-        let allocated = allocation::held_pods(&sandbox_views);
+        let held = allocation::held_pods(&sandbox_views);
+        let restart = pool.recycle_type() == RecycleType::Restart;
+        let records = self.effective_records(&pods);
+        // A restart in progress completes even if the pool has switched strategies since.
+        let recycle_pods: Vec<RecyclePod> = pods
+            .iter()
+            .map(|p| RecyclePod {
+                name: &p.name,
+                phase: &p.phase,
+                containers: &p.containers,
+                record: records.get(&p.name).and_then(|r| r.as_deref()),
+                terminating: p.deleting || deleting.contains(&p.name),
+            })
+            .collect();
+        // Recycling pods count as allocated: never handed out, never scaled in.
+        let mut allocated = held.clone();
+        allocated.extend(recycle_restart::recycling(&recycle_pods, &held).map(str::to_string));
         let demand = allocation::demand(&sandbox_views, &pod_states);
         let template = pool
             .spec
@@ -319,6 +362,40 @@ impl PoolActor {
             .iter()
             .map(|p| (p.clone(), uids.get(p.as_str()).unwrap_or(&"").to_string()))
             .collect();
+        let released_by: HashMap<String, String> = alloc
+            .released
+            .iter()
+            .filter_map(|p| {
+                let s = sandbox_views.iter().find(|s| s.ledger.contains(p))?;
+                Some((p.clone(), s.name.clone()))
+            })
+            .collect();
+        let settings = RestartSettings::from_annotation(
+            pool.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(keys::ANNOTATION_RESTART_CONFIG))
+                .map(String::as_str),
+        );
+        let released = if restart {
+            self.release_ids(&released_by)
+        } else {
+            Vec::new()
+        };
+        let restarts = recycle_restart::plan_turn(
+            &recycle_pods,
+            &released,
+            &held,
+            &self.execs,
+            &settings,
+            chrono::Utc::now(),
+        )
+        .into_iter()
+        .map(|(pod, step)| {
+            let uid = uids.get(pod.as_str()).unwrap_or(&"").to_string();
+            (pod, uid, step)
+        })
+        .collect();
         let counts = plan.status.after_allocating(newly);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
         let spare = reserve::spare_pods(&plan.allocatable, &sandbox_views, &alloc_taken(&ledgers));
@@ -330,10 +407,93 @@ impl PoolActor {
             delete,
             ledgers,
             recycle,
+            restarts,
+            restart_command: settings.command,
+            released_by,
             status,
             invalid,
             spare,
         })
+    }
+
+    /// Released pods with the id of their release: the releasing sandbox's uid.
+    fn release_ids(&self, released_by: &HashMap<String, String>) -> Vec<(String, String)> {
+        let uids: HashMap<String, String> = self
+            .ctx
+            .cache
+            .sandboxes_of_pool(&self.key)
+            .iter()
+            .map(|bs| (bs.name_any(), bs.uid().unwrap_or_default()))
+            .collect();
+        released_by
+            .iter()
+            .map(|(pod, sandbox)| {
+                let id = uids
+                    .get(sandbox)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(sandbox);
+                (pod.clone(), id.clone())
+            })
+            .collect()
+    }
+
+    /// Each pod's `restart-record`, with this actor's own unobserved writes applied.
+    fn effective_records(&mut self, pods: &[Arc<PodInfo>]) -> HashMap<String, Option<String>> {
+        let timeout = self.ctx.config.expectation_timeout;
+        let mut out = HashMap::new();
+        for p in pods {
+            let mut record = p.restart_record.clone();
+            if let Some((written, at)) = self.written_records.get(&p.name) {
+                if *written == record || at.elapsed() > timeout {
+                    self.written_records.remove(&p.name);
+                } else {
+                    record = written.clone();
+                }
+            }
+            out.insert(p.name.clone(), record);
+        }
+        self.written_records.retain(|n, _| out.contains_key(n));
+        out
+    }
+
+    /// Runs the restart command in `pod` without holding up the actor's turns.
+    fn start_exec(
+        &mut self,
+        ctx: &mut Context<Self>,
+        pod: String,
+        containers: Vec<String>,
+        command: Vec<String>,
+    ) {
+        if !self.execs.insert(pod.clone()) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.key.0);
+        let run = restart_exec::restart_containers(api, pod.clone(), containers, command);
+        ctx.spawn(run.into_actor(self).map(move |_, act, ctx| {
+            act.execs.remove(&pod);
+            ctx.notify(Wake);
+        }));
+    }
+
+    /// Wakes the actor at `at` (keeps an earlier pending wake-up).
+    fn wake_at(&mut self, ctx: &mut Context<Self>, at: chrono::DateTime<chrono::Utc>) {
+        if let Some((pending, _)) = &self.retry_timer
+            && *pending <= at
+        {
+            return;
+        }
+        if let Some((_, handle)) = self.retry_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let delay = (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .saturating_add(std::time::Duration::from_millis(10));
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.retry_timer = None;
+            ctx.notify(Wake);
+        });
+        self.retry_timer = Some((at, handle));
     }
 
     /// The status to write, or None when it equals what is stored or was last written.
@@ -401,7 +561,7 @@ impl PoolActor {
             self.written_ledgers
                 .insert(w.sandbox.clone(), (w.ledger.clone(), now));
         }
-        let recycled_by_delete = work.recycle_type != RecycleType::Noop;
+        let recycled_by_delete = work.recycle_type == RecycleType::Delete;
         let recycled = work
             .recycle
             .iter()
@@ -436,6 +596,15 @@ impl PoolActor {
             if outcome.written_status.is_some() {
                 act.last_status = outcome.written_status;
             }
+            for (pod, record) in outcome.written_records {
+                act.written_records.insert(pod, (record, now));
+            }
+            for (pod, containers) in outcome.execs {
+                act.start_exec(ctx, pod, containers, outcome.restart_command.clone());
+            }
+            if let Some(at) = outcome.wake_at {
+                act.wake_at(ctx, at);
+            }
             if outcome.retry {
                 act.again = true;
             }
@@ -460,16 +629,24 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         failed_deletes: Vec::new(),
         retry: false,
         written_status: None,
+        written_records: Vec::new(),
+        execs: Vec::new(),
+        restart_command: work.restart_command.clone(),
+        wake_at: None,
     };
     let ns = work.pool.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let concurrency = ctx.config.pod_write_concurrency.max(1);
     // Recycle released pods first so a pod is never idle and dirty at once.
-    if !work.recycle.is_empty() && ctx.gate.is_leader() && work.recycle_type != RecycleType::Noop {
-        if work.recycle_type == RecycleType::Restart {
-            ctx.event(&work.reference, true, "RecycleFallback", "Recycle",
-                    "Restart recycling needs pods/exec, which this build does not implement yet; released pods are deleted".to_string()).await;
-        }
+    let mut blocked = HashSet::new();
+    if !work.restarts.is_empty() && ctx.gate.is_leader() {
+        blocked = execute_restarts(&ctx, &pods, &work, &mut out, concurrency).await;
+    }
+    if work.recycle_type != RecycleType::Restart
+        && !work.recycle.is_empty()
+        && ctx.gate.is_leader()
+        && work.recycle_type != RecycleType::Noop
+    {
         let deleted = delete_pods(
             &ctx,
             &pods,
@@ -487,10 +664,19 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             }
         }
     }
-    if !work.ledgers.is_empty() && ctx.gate.is_leader() {
+    let (ledgers, held_back): (Vec<_>, Vec<_>) = work
+        .ledgers
+        .into_iter()
+        .partition(|(w, _, _)| !blocked.contains(&w.sandbox));
+    if !blocked.is_empty() {
+        out.retry = true;
+    }
+    out.failed_ledgers
+        .extend(held_back.into_iter().map(|(w, _, _)| w.sandbox));
+    if !ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
         let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> =
-            futures::stream::iter(work.ledgers)
+            futures::stream::iter(ledgers)
                 .map(|(w, rv, finalizers)| {
                     let api = api.clone();
                     let gate = ctx.gate.clone();
@@ -657,6 +843,120 @@ fn alloc_taken(ledgers: &[(LedgerWrite, String, Vec<String>)]) -> HashSet<String
         .iter()
         .flat_map(|(w, _, _)| w.ledger.iter().cloned())
         .collect()
+}
+
+/// Executes the Restart recycling steps. Returns the sandboxes whose ledger write must wait
+/// because a pod they release could not be marked as recycling.
+async fn execute_restarts(
+    ctx: &Controller,
+    pods: &Api<Pod>,
+    work: &TurnWork,
+    out: &mut TurnOutcome,
+    concurrency: usize,
+) -> HashSet<String> {
+    let pp = ctx.patch_params();
+    let results: Vec<(String, Step, Result<(), kube::Error>)> =
+        futures::stream::iter(work.restarts.iter().cloned())
+            .map(|(name, uid, step)| {
+                let pods = pods.clone();
+                let pp = pp.clone();
+                let gate = ctx.gate.clone();
+                async move {
+                    if !gate.is_leader() {
+                        let e = kube::Error::Service("not the leader".into());
+                        return (name, step, Err(e));
+                    }
+                    let r = match &step {
+                        Step::Attempt { record, .. } => {
+                            let value = recycle_restart::record_annotation(record);
+                            patch_record(&pods, &name, Some(&value), &pp).await
+                        }
+                        Step::Restarted => patch_record(&pods, &name, None, &pp).await,
+                        Step::Failed { .. } => {
+                            let dp = DeleteParams {
+                                preconditions: (!uid.is_empty()).then(|| Preconditions {
+                                    uid: Some(uid.clone()),
+                                    resource_version: None,
+                                }),
+                                ..DeleteParams::background()
+                            };
+                            match pods.delete(&name, &dp).await {
+                                Ok(_) => Ok(()),
+                                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Step::Wait { .. } => Ok(()),
+                    };
+                    (name, step, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut blocked = HashSet::new();
+    for (name, step, r) in results {
+        if let Err(e) = r {
+            tracing::warn!(pod = %name, error = %e, "restart recycling write failed");
+            out.retry = true;
+            if let Some(sandbox) = work.released_by.get(&name) {
+                blocked.insert(sandbox.clone());
+            }
+            continue;
+        }
+        match step {
+            Step::Attempt { record, exec } => {
+                out.written_records.push((
+                    name.clone(),
+                    Some(recycle_restart::record_annotation(&record)),
+                ));
+                if !exec.is_empty() {
+                    out.execs.push((name, exec));
+                }
+            }
+            Step::Restarted => {
+                out.written_records.push((name.clone(), None));
+                ctx.event(
+                    &work.reference,
+                    false,
+                    "PodRestarted",
+                    "Recycle",
+                    format!(
+                        "Restarted the containers of pod {name} in place; it returns to the pool"
+                    ),
+                )
+                .await;
+            }
+            Step::Failed { reason } => {
+                ctx.event(
+                    &work.reference,
+                    true,
+                    "RestartFailed",
+                    "Recycle",
+                    format!("Restart recycling of pod {name} failed: {reason}; deleting the pod"),
+                )
+                .await;
+                out.deleted.push(name);
+            }
+            Step::Wait { until, .. } => {
+                out.wake_at = Some(out.wake_at.map_or(until, |w| w.min(until)));
+            }
+        }
+    }
+    blocked
+}
+
+/// Sets (or with None removes) a pod's `restart-record`.
+async fn patch_record(
+    pods: &Api<Pod>,
+    name: &str,
+    value: Option<&str>,
+    pp: &kube::api::PatchParams,
+) -> Result<(), kube::Error> {
+    let patch = json!({"metadata": {"annotations": {keys::ANNOTATION_RESTART_RECORD: value}}});
+    pods.patch(name, pp, &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 /// The merge patch of one allocation: ledger, endpoints, finalizer, with the sandbox's

@@ -52,6 +52,8 @@ pub struct PodInfo {
     pub ready: bool,
     pub ready_since: Option<DateTime<Utc>>,
     pub containers: Vec<ContainerState>,
+    /// The `restart-record` annotation (Restart recycling in progress).
+    pub restart_record: Option<String>,
 }
 
 impl PodInfo {
@@ -158,6 +160,10 @@ impl PodInfo {
             ready_since: ready_cond
                 .and_then(|c| c.last_transition_time.as_ref().map(|t| to_chrono(&t.0))),
             containers,
+            restart_record: pod
+                .annotations()
+                .get(keys::ANNOTATION_RESTART_RECORD)
+                .cloned(),
         }
     }
 
@@ -174,6 +180,7 @@ impl PodInfo {
             + s(&self.batch_sandbox)
             + s(&self.node_name)
             + s(&self.pod_ip)
+            + s(&self.restart_record)
             + self.phase.len()
             + self
                 .owner

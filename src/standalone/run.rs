@@ -186,6 +186,7 @@ pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError
             ..NodeAgentOptions::default()
         },
     );
+    standalone.api.set_pod_executor(Some(agent.executor()));
     if opts.default_pool {
         ensure_default_pool(&standalone.api.client())
             .await

@@ -28,8 +28,11 @@ pub async fn api_server() -> ApiServer {
     s
 }
 
+/// The simulated kubelet, also serving the server's `pods/exec`.
 pub fn kubelet(s: &ApiServer) -> SimKubelet {
-    SimKubelet::start(s.client(), KubeletOptions::default())
+    let k = SimKubelet::start(s.client(), KubeletOptions::default());
+    s.set_pod_executor(Some(k.executor()));
+    k
 }
 
 /// One manager: cache, informers and actors (optionally leader-elected).

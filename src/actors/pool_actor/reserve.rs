@@ -53,6 +53,7 @@ pub(super) fn reserved_view(name: &str, pods: &[String]) -> SandboxView {
         release_requests: Vec::new(),
         has_finalizer: true,
         malformed: false,
+        stopping_tasks: false,
     }
 }
 
@@ -206,6 +207,8 @@ mod tests {
                 release_requests: Vec::new(),
                 has_finalizer: true,
                 malformed: false,
+                stopping_tasks: false,
+                stopping_tasks: false,
             },
         ];
         let taken: HashSet<String> = names(&["p1"]).into_iter().collect();

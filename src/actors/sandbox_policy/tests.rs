@@ -54,6 +54,7 @@ pub(super) fn pod(name: &str, index: Option<u32>) -> PodInfo {
         ready: false,
         ready_since: None,
         containers: vec![],
+        restart_record: None,
     }
 }
 

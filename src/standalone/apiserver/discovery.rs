@@ -230,7 +230,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             json!({
                 "subresource": s.name,
                 "responseKind": gvk(s.group, s.version, s.kind),
-                "verbs": SUBRESOURCE_VERBS,
+                "verbs": s.verbs,
             })
         })
         .collect();
@@ -240,7 +240,9 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
     out
 }
 
-const SUBRESOURCE_VERBS: [&str; 3] = ["get", "patch", "update"];
+const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
+/// Connect subresources (`pods/exec`) are reached with GET or POST plus an upgrade.
+const CONNECT_VERBS: &[&str] = &["create", "get"];
 
 /// A served subresource and the kind it answers with.
 struct Subresource<'a> {
@@ -248,6 +250,7 @@ struct Subresource<'a> {
     group: &'a str,
     version: &'a str,
     kind: &'a str,
+    verbs: &'static [&'static str],
 }
 
 fn subresources(r: &ResourceInfo) -> Vec<Subresource<'_>> {
@@ -258,6 +261,7 @@ fn subresources(r: &ResourceInfo) -> Vec<Subresource<'_>> {
             group: &r.group,
             version: &r.version,
             kind: &r.kind,
+            verbs: SUBRESOURCE_VERBS,
         });
     }
     if r.scale.is_some() {
@@ -266,6 +270,16 @@ fn subresources(r: &ResourceInfo) -> Vec<Subresource<'_>> {
             group: "autoscaling",
             version: "v1",
             kind: "Scale",
+            verbs: SUBRESOURCE_VERBS,
+        });
+    }
+    if r.group.is_empty() && r.plural == "pods" {
+        out.push(Subresource {
+            name: "exec",
+            group: "",
+            version: "v1",
+            kind: "PodExecOptions",
+            verbs: CONNECT_VERBS,
         });
     }
     out
@@ -367,7 +381,7 @@ fn legacy_subresource(r: &ResourceInfo, s: &Subresource<'_>) -> Value {
         "singularName": "",
         "namespaced": r.namespaced,
         "kind": s.kind,
-        "verbs": SUBRESOURCE_VERBS,
+        "verbs": s.verbs,
     });
     // The real server names the group/version only when it differs from the parent's.
     if s.group != r.group || s.version != r.version {
@@ -600,6 +614,14 @@ mod tests {
             .unwrap();
         assert_eq!(pods_status["kind"], "Pod");
         assert_eq!(pods_status["singularName"], "");
+        let pods_exec = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/exec")
+            .unwrap();
+        assert_eq!(pods_exec["kind"], "PodExecOptions");
+        assert_eq!(pods_exec["verbs"], json!(["create", "get"]));
         let list = api_resource_list(&reg, "sandbox.opensandbox.io", "v1alpha1").unwrap();
         assert_eq!(list["groupVersion"], "sandbox.opensandbox.io/v1alpha1");
         let bsbx = list["resources"]

@@ -6,6 +6,7 @@
 //! [`ApiServer::serve`], which also yields a kubeconfig for kubectl and helm.
 
 pub mod discovery;
+pub mod exec;
 pub mod faults;
 pub mod gc;
 pub mod handlers;
@@ -34,6 +35,7 @@ use http::Request;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use exec::{ExecError, ExecIo, ExecRequest, PodExecutor};
 pub use faults::{FaultRule, Faults};
 pub use reqlog::{LoggedRequest, RequestLog};
 pub use server::{ApiServerConfig, Body, Core};
@@ -127,6 +129,11 @@ impl ApiServer {
     /// Serves one request directly (benchmarks and tests of the raw protocol).
     pub async fn request(&self, req: Request<Bytes>) -> http::Response<Body> {
         self.core.handle(req).await
+    }
+
+    /// Hands `pods/exec` to whatever runs the pods (None: exec answers 503).
+    pub fn set_pod_executor(&self, executor: Option<Arc<dyn PodExecutor>>) {
+        *self.core.executor.write() = executor;
     }
 
     pub fn faults(&self) -> &Faults {

@@ -55,6 +55,8 @@ pub struct Core {
     pub(crate) gc: gc::GcQueue,
     /// Address served over loopback HTTP, once serving (for legacy discovery).
     pub(crate) address: parking_lot::Mutex<Option<String>>,
+    /// Runs `pods/exec` commands (the kubelet's job); None answers exec with 503.
+    pub(crate) executor: parking_lot::RwLock<Option<Arc<dyn super::exec::PodExecutor>>>,
 }
 
 /// A parsed request, ready for a resource handler.
@@ -185,6 +187,7 @@ impl Core {
             gc: gc::GcQueue::default(),
             config,
             address: parking_lot::Mutex::new(None),
+            executor: parking_lot::RwLock::new(None),
         });
         super::handlers::seed_namespaces(&core);
         core
@@ -214,6 +217,9 @@ impl Core {
                 }
             }
             Route::NotFound => error_response(&ApiError::no_route(&path)),
+            Route::Resource(rp) if super::exec::is_exec(&rp) => {
+                super::exec::serve(self.clone(), rp, Request::from_parts(parts, body)).await
+            }
             Route::Resource(rp) => {
                 let Some(res) = self.registry.get(&rp.group, &rp.version, &rp.plural) else {
                     return error_response(&ApiError::no_route(&path));

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::exec;
 use super::server::{Body, Core, error_response};
 use super::status::ApiError;
 
@@ -85,7 +86,50 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
                 .insert(http::header::USER_AGENT, ua.clone());
         }
         let core = self.core.clone();
+        if exec::wants_upgrade(&req) {
+            return Box::pin(async move { Ok(upgrade_in_process(core, req).await) });
+        }
         Box::pin(async move { Ok(serve_request(core, req).await) })
+    }
+}
+
+/// An upgrade needs a real connection to take over: serve the request over an in-memory
+/// HTTP/1.1 connection, so the response carries hyper's upgrade handle to the client.
+async fn upgrade_in_process(core: Arc<Core>, req: Request<kube::client::Body>) -> Response<Body> {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let core = core.clone();
+            async move { Ok::<_, Infallible>(serve_request(core, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server_io), svc)
+            .with_upgrades()
+            .await;
+    });
+    let connected = hyper::client::conn::http1::handshake(TokioIo::new(client_io)).await;
+    let (mut sender, conn) = match connected {
+        Ok(c) => c,
+        Err(e) => return error_response(&ApiError::internal(format!("in-process upgrade: {e}"))),
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    match sender.send_request(req).await {
+        Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let (parts, _) = resp.into_parts();
+            exec::empty_body(parts)
+        }
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Response::from_parts(parts, http_body_util::Full::new(bytes).boxed_unsync())
+        }
+        Err(e) => error_response(&ApiError::internal(format!("in-process upgrade: {e}"))),
     }
 }
 
@@ -104,7 +148,9 @@ pub fn serve_http(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
                     async move { Ok::<_, Infallible>(serve_request(core, req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     })

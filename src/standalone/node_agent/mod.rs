@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod cgroup;
+pub mod exec;
 pub mod ipalloc;
 pub mod process;
 pub mod quantity;
@@ -149,6 +150,10 @@ fn release_ip(ip: Ipv4Addr) {
 struct Live {
     pid: i32,
     cgroup: cgroup::PodCgroup,
+    /// The container the init runs (exec targets it by name).
+    container: String,
+    /// Working directory of exec'd commands.
+    cwd: PathBuf,
 }
 
 struct Shared {
@@ -190,6 +195,13 @@ impl NodeAgentHandle {
             .iter()
             .map(|(k, l)| (k.clone(), l.pid))
             .collect()
+    }
+
+    /// Runs `pods/exec` commands inside this agent's pods; hand it to the API server.
+    pub fn executor(&self) -> Arc<dyn crate::standalone::apiserver::PodExecutor> {
+        Arc::new(exec::AgentExec {
+            shared: self.shared.clone(),
+        })
     }
 
     /// Stops the agent and kills every pod (the pods stay in the API, like a kubelet that

@@ -466,6 +466,8 @@ impl Worker {
                 Live {
                     pid,
                     cgroup: self.cgroup.clone(),
+                    container: self.container.name.clone(),
+                    cwd: self.workspace.clone(),
                 },
             );
             tracing::info!(pod = %self.key, pid, ip = ?self.ip, "pod process started");
