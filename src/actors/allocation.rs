@@ -106,7 +106,7 @@ pub fn plan(
     let ip = |p: &str| pods.get(p).and_then(|s| s.ip.clone()).unwrap_or_default();
     for s in sandboxes
         .iter()
-        .filter(|s| !s.malformed && !(s.deleting && s.stopping_tasks))
+        .filter(|s| !(s.malformed || s.deleting && s.stopping_tasks))
     {
         let alive = |p: &String| pods.get(p).is_some_and(|st| st.alive);
         let mut released: Vec<String> = Vec::new();
@@ -213,16 +213,16 @@ mod tests {
         s.stopping_tasks = true;
         let pods = pods(&["p1", "p2"], &[]);
         let free = vec!["p2".to_string()];
-        let plan = plan(std::slice::from_ref(&s), &pods, &free);
+        let held = plan(std::slice::from_ref(&s), &pods, &free);
         assert!(
-            plan.writes.is_empty() && plan.released.is_empty(),
-            "{plan:?}"
+            held.writes.is_empty() && held.released.is_empty(),
+            "{held:?}"
         );
         assert_eq!(held_pods(std::slice::from_ref(&s)).len(), 1);
         assert_eq!(demand(std::slice::from_ref(&s), &pods), 0, "no refill");
         s.stopping_tasks = false;
-        let plan = plan(std::slice::from_ref(&s), &pods, &free);
-        assert_eq!(plan.released, vec!["p1".to_string()]);
+        let released = plan(std::slice::from_ref(&s), &pods, &free);
+        assert_eq!(released.released, vec!["p1".to_string()]);
     }
 
     fn pods(alive: &[&str], dead: &[&str]) -> HashMap<String, PodState> {

@@ -571,6 +571,7 @@ mod tests {
                 owner: None,
                 created: chrono::Utc::now(),
                 deleting: false,
+                restart_record: None,
                 node_name: None,
                 phase: "Running".into(),
                 pod_ip: Some("127.0.0.9".into()),

@@ -208,7 +208,6 @@ mod tests {
                 has_finalizer: true,
                 malformed: false,
                 stopping_tasks: false,
-                stopping_tasks: false,
             },
         ];
         let taken: HashSet<String> = names(&["p1"]).into_iter().collect();
