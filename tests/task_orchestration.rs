@@ -13,6 +13,7 @@ use common::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use opensandbox::crd::conditions::find;
+use opensandbox::crd::ledger::Ledger;
 use opensandbox::crd::{BatchSandbox, BatchSandboxStatus, SandboxPhase};
 use opensandbox::standalone::apiserver::ApiServer;
 use opensandbox::standalone::node_agent::{NodeAgent, NodeAgentHandle, NodeAgentOptions};
@@ -446,6 +447,94 @@ async fn pooled_sandbox_runs_its_tasks_on_the_allocated_pods() {
             .is_none()
     })
     .await;
+    drop(node);
+}
+
+#[actix_rt::test]
+async fn a_deleted_pooled_sandbox_keeps_its_pods_until_its_tasks_have_stopped() {
+    let s = api_server().await;
+    let node = Node::start(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    let out = node.shared_dir();
+    api::<opensandbox::crd::Pool>(&s)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json("stop", 2, 2, 0, 6)).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("pool warm", T, || async {
+        api::<opensandbox::crd::Pool>(&s)
+            .get("stop")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.available == 2)
+    })
+    .await;
+    // Stopping takes a second: a pod released (deleted) before that would never write.
+    let script = format!(
+        "sleep 300 & c=$!; trap 'kill $c; sleep 1; echo stopped > {}/$SHARD; exit 0' TERM; wait $c",
+        out.display()
+    );
+    let mut body = task_sandbox(
+        "pooled-busy",
+        2,
+        json!({"command": ["sh", "-c", script]}),
+        shard_env_patches(2),
+    );
+    body["spec"]["poolRef"] = json!("stop");
+    body["spec"].as_object_mut().unwrap().remove("template");
+    create(&s, body).await;
+    wait_status(&s, "pooled-busy", "2 tasks Running", |st| {
+        st.task_running == 2
+    })
+    .await;
+    let held = Ledger::from_annotations(
+        api::<BatchSandbox>(&s)
+            .get("pooled-busy")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .as_ref(),
+    )
+    .unwrap()
+    .status
+    .pods;
+    assert_eq!(held.len(), 2);
+    api::<BatchSandbox>(&s)
+        .delete("pooled-busy", &DeleteParams::default())
+        .await
+        .unwrap();
+    let stopped =
+        |shard: &str| std::fs::read_to_string(out.join(shard)).unwrap_or_default() == "stopped\n";
+    let deadline = Instant::now() + Duration::from_secs(35);
+    loop {
+        let pods = api::<Pod>(&s).list(&ListParams::default()).await.unwrap();
+        let released = held.iter().any(|name| {
+            pods.items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        });
+        if released {
+            assert!(
+                stopped("0") && stopped("1"),
+                "a pod went back to the pool before its task had stopped"
+            );
+        }
+        let gone = api::<BatchSandbox>(&s)
+            .get_opt("pooled-busy")
+            .await
+            .unwrap()
+            .is_none();
+        if gone && released {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deletion did not complete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(node);
 }
 
