@@ -24,16 +24,41 @@ pub fn validate(
     obj: &Value,
     old: Option<&Value>,
 ) -> (Vec<FieldCause>, Vec<String>) {
-    let mut walker = Walker {
-        env: Arc::new(environment()),
-        programs: HashMap::new(),
-        out: Vec::new(),
-        warnings: Vec::new(),
-    };
-    let root = root_view(obj);
-    let old_root = old.map(root_view);
-    walker.visit(&root, old_root.as_ref(), schema, "");
-    (walker.out, walker.warnings)
+    COMPILED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let compiled = cached.get_or_insert_with(|| Compiled {
+            env: Arc::new(environment()),
+            programs: HashMap::new(),
+        });
+        if compiled.programs.len() > MAX_CACHED_PROGRAMS {
+            compiled.programs.clear();
+        }
+        let mut walker = Walker {
+            env: compiled.env.clone(),
+            programs: std::mem::take(&mut compiled.programs),
+            out: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let root = root_view(obj);
+        let old_root = old.map(root_view);
+        walker.visit(&root, old_root.as_ref(), schema, "");
+        compiled.programs = walker.programs;
+        (walker.out, walker.warnings)
+    })
+}
+
+/// Building the environment and compiling rules cost far more than evaluating them, so both
+/// are kept per thread (programs are not `Send`), keyed by the rule's source.
+struct Compiled {
+    env: Arc<Env>,
+    programs: HashMap<String, Result<Rc<Program>, String>>,
+}
+
+/// More distinct rules than any sane set of CRDs has; past it the cache starts over.
+const MAX_CACHED_PROGRAMS: usize = 4096;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<Option<Compiled>> = const { std::cell::RefCell::new(None) };
 }
 
 fn environment() -> Env {
@@ -56,7 +81,7 @@ fn root_view(obj: &Value) -> Value {
 
 struct Walker {
     env: Arc<Env>,
-    /// Rules compiled once per request (list items share their item schema's rules).
+    /// Compiled rules by source (borrowed from the thread's cache for this request).
     programs: HashMap<String, Result<Rc<Program>, String>>,
     out: Vec<FieldCause>,
     warnings: Vec<String>,
