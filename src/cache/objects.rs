@@ -52,6 +52,10 @@ pub struct PodInfo {
     pub ready: bool,
     pub ready_since: Option<DateTime<Utc>>,
     pub containers: Vec<ContainerState>,
+    /// The controller asked the node agent to freeze the pod (standalone pause).
+    pub freeze_requested: bool,
+    /// The node agent reports the pod's processes frozen.
+    pub frozen: bool,
 }
 
 impl PodInfo {
@@ -158,6 +162,8 @@ impl PodInfo {
             ready_since: ready_cond
                 .and_then(|c| c.last_transition_time.as_ref().map(|t| to_chrono(&t.0))),
             containers,
+            freeze_requested: annotation_is_true(pod, keys::ANNOTATION_FREEZE),
+            frozen: annotation_is_true(pod, keys::ANNOTATION_FROZEN),
         }
     }
 
@@ -193,6 +199,10 @@ impl PodInfo {
                 })
                 .sum::<usize>()
     }
+}
+
+fn annotation_is_true(pod: &Pod, key: &str) -> bool {
+    pod.annotations().get(key).is_some_and(|v| v == "true")
 }
 
 /// Converts a Kubernetes timestamp.

@@ -54,6 +54,8 @@ pub(super) fn pod(name: &str, index: Option<u32>) -> PodInfo {
         ready: false,
         ready_since: None,
         containers: vec![],
+        freeze_requested: false,
+        frozen: false,
     }
 }
 
