@@ -199,7 +199,9 @@ fn host_name() -> String {
 fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_level, args.log_format == "json");
     if args.snapshot.snapshot_registry.is_empty() {
-        tracing::warn!("--snapshot-registry is not set: pausing a sandbox fails (RegistryNotConfigured)");
+        tracing::warn!(
+            "--snapshot-registry is not set: pausing a sandbox fails (RegistryNotConfigured)"
+        );
     } else {
         tracing::info!(
             registry = %args.snapshot.snapshot_registry,

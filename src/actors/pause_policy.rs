@@ -33,7 +33,9 @@ use serde_json::{Value, json};
 use super::snapshot_policy::{self, SnapshotStrategy};
 use crate::cache::PodInfo;
 use crate::crd::conditions::{Condition, set_condition};
-use crate::crd::{BatchSandbox, BatchSandboxStatus, SandboxPhase, SandboxSnapshot, SnapshotPhase, keys};
+use crate::crd::{
+    BatchSandbox, BatchSandboxStatus, SandboxPhase, SandboxSnapshot, SnapshotPhase, keys,
+};
 
 pub const COND_PAUSED: &str = "Paused";
 pub const COND_PAUSE_FAILED: &str = "PauseFailed";
@@ -123,7 +125,12 @@ impl Ctx<'_, '_> {
     /// Leaves the pause flow: the normal status computation takes the phase from the pods.
     fn running(&mut self, phase: SandboxPhase) {
         self.status.phase = Some(phase);
-        if self.status.conditions.iter().any(|c| c.type_ == COND_PAUSED) {
+        if self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == COND_PAUSED)
+        {
             self.cond(COND_PAUSED, false, "Running", "Sandbox is not paused");
         }
     }
@@ -206,7 +213,12 @@ fn handle_pause(c: &mut Ctx<'_, '_>) {
         }
     }
     c.ack();
-    c.cond(COND_PAUSE_FAILED, false, "PauseRequested", "a pause is in progress");
+    c.cond(
+        COND_PAUSE_FAILED,
+        false,
+        "PauseRequested",
+        "a pause is in progress",
+    );
     c.phase(SandboxPhase::Pausing);
     c.turn.hold_pods = true;
     c.turn.create_snapshot = c.input.snapshot.is_none();
@@ -304,7 +316,12 @@ fn handle_resume(c: &mut Ctx<'_, '_>) {
         // Nothing is paused: `pause: false` is only an intent, already satisfied.
         return;
     }
-    c.cond(COND_RESUME_FAILED, false, "ResumeRequested", "a resume is in progress");
+    c.cond(
+        COND_RESUME_FAILED,
+        false,
+        "ResumeRequested",
+        "a resume is in progress",
+    );
     c.phase(SandboxPhase::Resuming);
     c.turn.hold_pods = true;
 }
@@ -330,7 +347,12 @@ fn resumed(c: &mut Ctx<'_, '_>) {
     if c.input.bs.spec.pause != Some(true) {
         c.ack();
     }
-    c.cond(COND_RESUME_FAILED, false, "Resumed", "the sandbox was resumed");
+    c.cond(
+        COND_RESUME_FAILED,
+        false,
+        "Resumed",
+        "the sandbox was resumed",
+    );
     c.running(SandboxPhase::Succeed);
     c.turn.delete_snapshot = c.own_snapshot().is_some();
 }
@@ -350,7 +372,9 @@ fn resume_from_images(c: &mut Ctx<'_, '_>) {
     if snapshot_phase(snap) != Some(SnapshotPhase::Succeed) {
         let msg = format!(
             "snapshot not ready: phase={}",
-            snapshot_phase(snap).map(|p| format!("{p:?}")).unwrap_or_default()
+            snapshot_phase(snap)
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default()
         );
         return resume_failed(c, "SnapshotNotReady", &msg);
     }
@@ -376,7 +400,11 @@ fn resume_from_images(c: &mut Ctx<'_, '_>) {
 
 /// The sandbox template with every container that has a snapshot image switched to it and
 /// the resume pull secret present.
-pub fn resume_template(template: &Value, snap: &SandboxSnapshot, pull_secret: Option<&str>) -> Value {
+pub fn resume_template(
+    template: &Value,
+    snap: &SandboxSnapshot,
+    pull_secret: Option<&str>,
+) -> Value {
     let mut t = template.clone();
     let images = snap
         .status
@@ -397,9 +425,7 @@ pub fn resume_template(template: &Value, snap: &SandboxSnapshot, pull_secret: Op
     if let Some(secret) = pull_secret.filter(|s| !s.is_empty())
         && let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut)
     {
-        let secrets = spec
-            .entry("imagePullSecrets")
-            .or_insert_with(|| json!([]));
+        let secrets = spec.entry("imagePullSecrets").or_insert_with(|| json!([]));
         if let Some(list) = secrets.as_array_mut()
             && !list.iter().any(|s| s["name"] == secret)
         {

@@ -28,9 +28,10 @@ pub struct PauseWork {
 /// Decides the pause flow's part of this turn for `bs` and its listed pods.
 pub fn plan(ctrl: &Controller, bs: &BatchSandbox, pods: &[Arc<PodInfo>]) -> PauseTurn {
     let ns = bs.namespace().unwrap_or_default();
-    let snap = ctrl
-        .cache
-        .snapshot(&(ns.clone(), pause_policy::pause_snapshot_name(&bs.name_any())));
+    let snap = ctrl.cache.snapshot(&(
+        ns.clone(),
+        pause_policy::pause_snapshot_name(&bs.name_any()),
+    ));
     let pool = bs
         .pool_ref()
         .and_then(|p| ctrl.cache.pool(&(ns, p.to_string())));

@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Resource, ResourceExt};
 use kube::api::{Api, DeleteParams, Patch};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::Controller;
@@ -168,9 +168,7 @@ async fn execute(ctx: Arc<Controller>, snap: Arc<SandboxSnapshot>, turn: Snapsho
     let name = snap.name_any();
     let api: Api<SandboxSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
     let pp = ctx.patch_params();
-    let finalizer_patch = |finalizers: Vec<String>| {
-        json!({"metadata": {"resourceVersion": snap.resource_version(), "finalizers": finalizers}})
-    };
+    let finalizer_patch = |finalizers: Vec<String>| json!({"metadata": {"resourceVersion": snap.resource_version(), "finalizers": finalizers}});
     if turn.add_finalizer {
         let mut f = snap.finalizers().to_vec();
         f.push(keys::FINALIZER_SNAPSHOT_CLEANUP.to_string());

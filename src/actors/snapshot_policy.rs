@@ -137,7 +137,9 @@ fn public_tag(name: &str) -> String {
     use sha2::{Digest, Sha256};
     if let Some(id) = name.strip_prefix("osb-snap-")
         && id.len() == 32
-        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return format!("snap-{id}");
     }
@@ -291,13 +293,7 @@ fn pending(
         .map(|n| crate::crd::snapshot::SnapshotContainer {
             container_name: n.clone(),
             image_uri: if commit {
-                image_uri(
-                    &input.config.registry,
-                    snap,
-                    sandbox_name,
-                    n,
-                    generation,
-                )
+                image_uri(&input.config.registry, snap, sandbox_name, n, generation)
             } else {
                 format!("frozen://{}/{}/{n}", pod.namespace, pod.name)
             },
@@ -395,13 +391,8 @@ fn commit_progress(
                 && !status.containers.is_empty()
             {
                 let ns = input.snapshot.namespace().unwrap_or_default();
-                turn.create_jobs.push(unpause_job(
-                    input.snapshot,
-                    status,
-                    pod,
-                    &ns,
-                    input.config,
-                ));
+                turn.create_jobs
+                    .push(unpause_job(input.snapshot, status, pod, &ns, input.config));
             }
             set_phase(status, SnapshotPhase::Failed, Some((reason, &msg)), now);
         }
@@ -416,11 +407,7 @@ fn freeze_progress(
     now: &str,
 ) {
     let source = status.source_pod_name.clone().unwrap_or_default();
-    let Some(pod) = input
-        .pods
-        .iter()
-        .find(|p| p.name == source && !p.deleting)
-    else {
+    let Some(pod) = input.pods.iter().find(|p| p.name == source && !p.deleting) else {
         let msg = format!("source pod {source} is gone");
         return set_phase(
             status,

@@ -121,7 +121,10 @@ fn pause_request_acks_pausing_and_creates_the_snapshot() {
     let b = bs(2, Some(true), Some(SandboxPhase::Succeed), 1);
     let t = turn(&b, None, &[pod("bs-0", true)], SnapshotStrategy::Commit);
     assert_eq!(phase_of(&t), Some(SandboxPhase::Pausing));
-    assert_eq!(t.status.as_ref().unwrap().pause_observed_generation, Some(2));
+    assert_eq!(
+        t.status.as_ref().unwrap().pause_observed_generation,
+        Some(2)
+    );
     assert!(t.create_snapshot && t.hold_pods);
     assert!(cond(&t, COND_PROGRESSING).unwrap().is_true());
 }
@@ -134,7 +137,12 @@ fn pause_with_more_than_one_replica_is_refused_with_a_condition() {
     let c = cond(&t, COND_PAUSE_FAILED).unwrap();
     assert!(c.is_true());
     assert_eq!(c.reason.as_deref(), Some("UnsupportedReplicas"));
-    assert!(c.message.as_deref().unwrap().contains("got spec.replicas=2"));
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .contains("got spec.replicas=2")
+    );
     assert_eq!(phase_of(&t), Some(SandboxPhase::Succeed));
     assert!(!t.create_snapshot);
 }
@@ -143,7 +151,12 @@ fn pause_with_more_than_one_replica_is_refused_with_a_condition() {
 fn leftover_snapshot_is_deleted_before_a_new_pause() {
     let b = bs(2, Some(true), Some(SandboxPhase::Succeed), 1);
     let old = snapshot(Some(SnapshotPhase::Failed));
-    let t = turn(&b, Some(&old), &[pod("bs-0", true)], SnapshotStrategy::Commit);
+    let t = turn(
+        &b,
+        Some(&old),
+        &[pod("bs-0", true)],
+        SnapshotStrategy::Commit,
+    );
     assert!(t.delete_snapshot && !t.create_snapshot);
     assert!(t.status.is_none(), "no ACK until the leftover is gone");
 }
@@ -166,7 +179,12 @@ fn pausing_waits_for_the_snapshot_then_deletes_pods_and_is_paused() {
 fn freeze_pause_keeps_the_pods() {
     let b = bs(2, Some(true), Some(SandboxPhase::Pausing), 2);
     let done = snapshot(Some(SnapshotPhase::Succeed));
-    let t = turn(&b, Some(&done), &[pod("bs-0", true)], SnapshotStrategy::Freeze);
+    let t = turn(
+        &b,
+        Some(&done),
+        &[pod("bs-0", true)],
+        SnapshotStrategy::Freeze,
+    );
     assert_eq!(phase_of(&t), Some(SandboxPhase::Paused));
     assert!(t.delete_pods.is_empty() && t.sandbox_patch.is_none());
 }
@@ -175,7 +193,12 @@ fn freeze_pause_keeps_the_pods() {
 fn failed_snapshot_returns_to_running_with_pause_failed() {
     let b = bs(2, Some(true), Some(SandboxPhase::Pausing), 2);
     let failed = snapshot(Some(SnapshotPhase::Failed));
-    let t = turn(&b, Some(&failed), &[pod("bs-0", true)], SnapshotStrategy::Commit);
+    let t = turn(
+        &b,
+        Some(&failed),
+        &[pod("bs-0", true)],
+        SnapshotStrategy::Commit,
+    );
     assert_eq!(phase_of(&t), Some(SandboxPhase::Succeed));
     assert_eq!(
         cond(&t, COND_PAUSE_FAILED).unwrap().reason.as_deref(),
@@ -235,9 +258,17 @@ fn resume_rewrites_images_then_completes_and_acks_its_own_generation() {
     let t = turn(&b, Some(&done), &[], SnapshotStrategy::Commit);
     assert!(!t.hold_pods && t.sandbox_patch.is_none() && t.status.is_none());
     // A ready pod completes the resume and ACKs generation 4: no flap.
-    let t = turn(&b, Some(&done), &[pod("bs-0", true)], SnapshotStrategy::Commit);
+    let t = turn(
+        &b,
+        Some(&done),
+        &[pod("bs-0", true)],
+        SnapshotStrategy::Commit,
+    );
     assert_eq!(phase_of(&t), Some(SandboxPhase::Succeed));
-    assert_eq!(t.status.as_ref().unwrap().pause_observed_generation, Some(4));
+    assert_eq!(
+        t.status.as_ref().unwrap().pause_observed_generation,
+        Some(4)
+    );
     assert!(t.delete_snapshot);
     // The next turn with that status is steady.
     let mut next = b.clone();
@@ -264,10 +295,20 @@ fn freeze_resume_thaws_then_completes() {
     let mut frozen = (*pod("bs-0", true)).clone();
     frozen.freeze_requested = true;
     frozen.frozen = true;
-    let t = turn(&b, Some(&done), &[Arc::new(frozen)], SnapshotStrategy::Freeze);
+    let t = turn(
+        &b,
+        Some(&done),
+        &[Arc::new(frozen)],
+        SnapshotStrategy::Freeze,
+    );
     assert_eq!(t.freeze, vec![("bs-0".to_string(), false)]);
     assert!(t.status.is_none());
-    let t = turn(&b, Some(&done), &[pod("bs-0", true)], SnapshotStrategy::Freeze);
+    let t = turn(
+        &b,
+        Some(&done),
+        &[pod("bs-0", true)],
+        SnapshotStrategy::Freeze,
+    );
     assert_eq!(phase_of(&t), Some(SandboxPhase::Succeed));
     assert!(t.delete_snapshot);
 }

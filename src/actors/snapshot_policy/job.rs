@@ -144,7 +144,11 @@ pub fn unpause_job(
     namespace: &str,
     config: &SnapshotConfig,
 ) -> Job {
-    let mut args = vec!["unpause".to_string(), pod.to_string(), namespace.to_string()];
+    let mut args = vec![
+        "unpause".to_string(),
+        pod.to_string(),
+        namespace.to_string(),
+    ];
     args.extend(status.containers.iter().map(|c| c.container_name.clone()));
     job(
         snapshot,

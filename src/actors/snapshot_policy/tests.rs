@@ -199,13 +199,22 @@ fn pending_creates_the_commit_job_on_the_source_node() {
 fn pending_failures_are_terminal_with_reasons() {
     let mut c = Case::new(None);
     c.config.registry = String::new();
-    assert_eq!(failed_reason(&c.run()).as_deref(), Some("RegistryNotConfigured"));
+    assert_eq!(
+        failed_reason(&c.run()).as_deref(),
+        Some("RegistryNotConfigured")
+    );
     let mut c = Case::new(None);
     c.sandbox = None;
-    assert_eq!(failed_reason(&c.run()).as_deref(), Some("BatchSandboxLookupFailed"));
+    assert_eq!(
+        failed_reason(&c.run()).as_deref(),
+        Some("BatchSandboxLookupFailed")
+    );
     let mut c = Case::new(None);
     c.pods.clear();
-    assert_eq!(failed_reason(&c.run()).as_deref(), Some("SourcePodNotFound"));
+    assert_eq!(
+        failed_reason(&c.run()).as_deref(),
+        Some("SourcePodNotFound")
+    );
 }
 
 #[test]
@@ -275,7 +284,10 @@ fn deletion_removes_both_jobs() {
     c.snapshot.metadata.deletion_timestamp = Some(k8s_time(3));
     assert_eq!(
         c.run().cleanup_jobs,
-        Some(vec!["bs-pause-commit".to_string(), "bs-pause-unpause".to_string()])
+        Some(vec![
+            "bs-pause-commit".to_string(),
+            "bs-pause-unpause".to_string()
+        ])
     );
 }
 
@@ -300,7 +312,10 @@ fn freeze_requests_then_waits_for_the_agent() {
 #[test]
 fn image_uri_tags() {
     let s = snap(None);
-    assert_eq!(image_uri("r:5000/", &s, "bs", "main", 3), "r:5000/bs-main:snap-gen3");
+    assert_eq!(
+        image_uri("r:5000/", &s, "bs", "main", 3),
+        "r:5000/bs-main:snap-gen3"
+    );
     let mut public = SandboxSnapshot::new(
         &format!("osb-snap-{}", "a".repeat(32)),
         SandboxSnapshotSpec {
