@@ -434,21 +434,78 @@ async fn sandbox_lifecycle_contract() {
         "SANDBOX::INVALID_METADATA_LABEL"
     );
 
-    // Pause/resume/snapshots: a clear 501.
-    for p in ["pause", "resume", "snapshots"] {
-        let r = test::call_service(
-            &app,
-            post(&format!("/v1/sandboxes/{id}/{p}"), json!({})).to_request(),
+    // Pause/resume: phase checks, then `spec.pause` intent for the controller.
+    let call = |p: &str| post(&format!("/v1/sandboxes/{id}/{p}"), json!({})).to_request();
+    let r = test::call_service(&app, call("resume")).await;
+    assert_eq!(r.status(), 409);
+    let b = body_json(r).await;
+    assert_eq!(b["code"], "KUBERNETES::INVALID_STATE");
+    assert_eq!(
+        b["message"],
+        "Cannot resume sandbox in phase Succeed, expected Paused"
+    );
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(r.status(), 202);
+    assert!(test::read_body(r).await.is_empty());
+    let bs_api: Api<BatchSandbox> = Api::namespaced(e.s.client(), "default");
+    assert_eq!(bs_api.get(&id).await.unwrap().spec.pause, Some(true));
+    bs_api
+        .patch_status(
+            &id,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Paused"}})),
         )
-        .await;
-        assert_eq!(r.status(), 501, "{p}");
-        assert!(
-            body_json(r).await["code"]
-                .as_str()
-                .unwrap()
-                .ends_with("NOT_IMPLEMENTED")
-        );
-    }
+        .await
+        .unwrap();
+    eventually("cache sees Paused", || {
+        e.state.backend.find(&id).is_some_and(|b| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(opensandbox::crd::SandboxPhase::Paused)
+        })
+    })
+    .await;
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(body_json(r).await["message"], "Sandbox is already paused");
+    let r = test::call_service(
+        &app,
+        get(&format!("/v1/sandboxes/{id}/endpoints/44772")).to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        body_json(r).await["code"],
+        "KUBERNETES::POD_IP_NOT_AVAILABLE"
+    );
+    let r = test::call_service(&app, get(&format!("/v1/sandboxes/{id}")).to_request()).await;
+    assert_eq!(body_json(r).await["status"]["state"], "Paused");
+    let r = test::call_service(&app, call("resume")).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(bs_api.get(&id).await.unwrap().spec.pause, Some(false));
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(
+        r.status(),
+        409,
+        "still Paused until the controller resumes it"
+    );
+    let r = test::call_service(
+        &app,
+        post("/v1/sandboxes/does-not-exist/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    bs_api
+        .patch_status(
+            &id,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeed"}})),
+        )
+        .await
+        .unwrap();
+
+    // Snapshots: a clear 501.
+    let r = test::call_service(&app, call("snapshots")).await;
+    assert_eq!(r.status(), 501);
+    assert_eq!(body_json(r).await["code"], "SNAPSHOT::NOT_IMPLEMENTED");
 
     // Delete: 204 empty, then 404.
     let r = test::call_service(

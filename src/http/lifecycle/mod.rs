@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod misc;
 pub mod models;
 pub mod openapi;
+pub mod pause;
 pub mod pools;
 pub mod proxy;
 pub mod sandboxes;
