@@ -72,6 +72,9 @@ impl Default for SnapshotConfig {
     }
 }
 
+/// How often a freezing snapshot looks at its pod (a cache read).
+const FREEZE_POLL: Duration = Duration::from_millis(200);
+
 pub const COND_READY: &str = "Ready";
 pub const COND_FAILED: &str = "Failed";
 
@@ -308,7 +311,7 @@ fn pending(
         turn.recheck_after = Some(input.config.commit_job_timeout);
     } else {
         turn.freeze_pod = Some(pod.name.clone());
-        turn.recheck_after = Some(freeze_remaining(input));
+        turn.recheck_after = Some(freeze_remaining(input).min(FREEZE_POLL));
     }
     set_phase(status, SnapshotPhase::Committing, None, now);
 }
@@ -435,5 +438,6 @@ fn freeze_progress(
     if !pod.freeze_requested {
         turn.freeze_pod = Some(source);
     }
-    turn.recheck_after = Some(left);
+    // Pod changes wake the sandbox, not its snapshot: look at the pod again shortly.
+    turn.recheck_after = Some(left.min(FREEZE_POLL));
 }

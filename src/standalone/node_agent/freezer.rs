@@ -136,14 +136,20 @@ mod tests {
         let pod = |a: Value| -> Pod {
             serde_json::from_value(json!({"metadata": {"name": "p", "annotations": a}})).unwrap()
         };
-        assert_eq!(wanted_change(&pod(json!({keys::ANNOTATION_FREEZE: "true"}))), Some(true));
+        assert_eq!(
+            wanted_change(&pod(json!({keys::ANNOTATION_FREEZE: "true"}))),
+            Some(true)
+        );
         assert_eq!(
             wanted_change(&pod(
                 json!({keys::ANNOTATION_FREEZE: "true", keys::ANNOTATION_FROZEN: "true"})
             )),
             None
         );
-        assert_eq!(wanted_change(&pod(json!({keys::ANNOTATION_FROZEN: "true"}))), Some(false));
+        assert_eq!(
+            wanted_change(&pod(json!({keys::ANNOTATION_FROZEN: "true"}))),
+            Some(false)
+        );
         assert_eq!(wanted_change(&pod(json!({}))), None);
     }
 
