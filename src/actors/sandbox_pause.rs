@@ -116,13 +116,12 @@ pub async fn execute(ctx: &Controller, ns: &str, name: &str, work: PauseWork) ->
     let pp = ctx.patch_params();
     let snaps: Api<SandboxSnapshot> = Api::namespaced(ctx.client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    if let Some(s) = work.delete_snapshot {
-        if let Err(e) = snaps.delete(&s, &DeleteParams::background()).await
-            && !not_found(&e)
-        {
-            tracing::warn!(snapshot = %s, error = %e, "deleting the pause snapshot failed");
-            retry = true;
-        }
+    if let Some(s) = work.delete_snapshot
+        && let Err(e) = snaps.delete(&s, &DeleteParams::background()).await
+        && !not_found(&e)
+    {
+        tracing::warn!(snapshot = %s, error = %e, "deleting the pause snapshot failed");
+        retry = true;
     }
     if let Some(s) = work.create_snapshot {
         match snaps.create(&ctx.post_params(), &s).await {
