@@ -122,16 +122,20 @@ pub fn image_uri(
     generation: i64,
 ) -> String {
     let registry = registry.trim_end_matches('/');
-    let owned_by_sandbox = snapshot
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.kind == "BatchSandbox");
-    let tag = if owned_by_sandbox {
+    let tag = if owned_by_sandbox(snapshot) {
         format!("snap-gen{generation}")
     } else {
         public_tag(&snapshot.name_any())
     };
     format!("{registry}/{sandbox}-{container}:{tag}")
+}
+
+/// A pause snapshot: controlled by its BatchSandbox.
+fn owned_by_sandbox(snapshot: &SandboxSnapshot) -> bool {
+    snapshot
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.kind == "BatchSandbox")
 }
 
 /// Tag of a snapshot not owned by a sandbox: its id when named `osb-snap-<32 hex>`, else the
@@ -250,6 +254,14 @@ fn pending(
         set_phase(status, SnapshotPhase::Failed, Some((reason, msg)), now);
     };
     let commit = input.config.strategy == SnapshotStrategy::Commit;
+    if !commit && !owned_by_sandbox(snap) {
+        // Freezing is how a sandbox pauses; it saves nothing another sandbox could start from.
+        return fail(
+            status,
+            "SnapshotNotSupported",
+            "this controller has no snapshot registry (standalone): only pause snapshots are supported",
+        );
+    }
     if commit && input.config.registry.trim().is_empty() {
         return fail(
             status,

@@ -310,6 +310,19 @@ fn freeze_requests_then_waits_for_the_agent() {
 }
 
 #[test]
+fn freeze_refuses_snapshots_that_are_not_pauses() {
+    let mut c = Case::new(None);
+    c.config.strategy = SnapshotStrategy::Freeze;
+    c.snapshot.metadata.owner_references = None;
+    let turn = c.run();
+    assert_eq!(
+        failed_reason(&turn).as_deref(),
+        Some("SnapshotNotSupported")
+    );
+    assert!(turn.freeze_pod.is_none());
+}
+
+#[test]
 fn image_uri_tags() {
     let s = snap(None);
     assert_eq!(

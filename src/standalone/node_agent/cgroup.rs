@@ -183,6 +183,11 @@ fn kill_all(dir: &Path) {
             );
         }
     }
+    // A v1-frozen (paused) process only dies once thawed; a reused directory must not stay
+    // frozen either.
+    if dir.join("freezer.state").exists() {
+        let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    }
 }
 
 #[cfg(test)]
