@@ -506,3 +506,156 @@ async fn pooled_pause_gives_the_pod_back_and_resume_recreates_it() {
 }
 
 use kube::ResourceExt;
+
+/// The documented choice: pausing does not stop the expiry clock.
+#[actix_rt::test]
+async fn a_paused_sandbox_still_expires() {
+    let e = env(Duration::from_secs(60)).await;
+    let s = &e.s;
+    create(s, "bs", 1, None).await;
+    wait_phase(s, "bs", SandboxPhase::Succeed).await;
+    pause_through_job(s, "bs").await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    api::<BatchSandbox>(s)
+        .patch(
+            "bs",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"expireTime": at}})),
+        )
+        .await
+        .unwrap();
+    eventually("the paused sandbox expired", T, || async {
+        get(s, "bs").await.is_none()
+    })
+    .await;
+}
+
+fn freeze_config() -> ActorConfig {
+    ActorConfig {
+        snapshot: SnapshotConfig {
+            strategy: opensandbox::actors::snapshot_policy::SnapshotStrategy::Freeze,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn annotation(p: &Pod, key: &str) -> Option<String> {
+    p.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+/// Plays the node agent: reports the pod frozen (or thawed).
+async fn report_frozen(s: &ApiServer, pod: &str, frozen: bool) {
+    let v = if frozen { json!("true") } else { Value::Null };
+    api::<Pod>(s)
+        .patch(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {keys::ANNOTATION_FROZEN: v}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Standalone's strategy on the same API: the pod is frozen in place, kept while paused, and
+/// thawed by resume (or by deleting the sandbox).
+#[actix_rt::test]
+async fn freeze_strategy_keeps_the_pod_and_thaws_it() {
+    let s = api_server().await;
+    let _kubelet = kubelet(&s);
+    let _m = Manager::start_with(&s, "m1", None, freeze_config()).await;
+    let s = &s;
+    create(s, "bs", 1, None).await;
+    wait_phase(s, "bs", SandboxPhase::Succeed).await;
+    let pod_uid = pods_of(s, "bs").await[0].metadata.uid.clone();
+    set_pause(s, "bs", json!(true)).await;
+    wait_phase(s, "bs", SandboxPhase::Pausing).await;
+    eventually("freeze requested on the pod", T, || async {
+        api::<Pod>(s)
+            .get("bs-0")
+            .await
+            .is_ok_and(|p| annotation(&p, keys::ANNOTATION_FREEZE).as_deref() == Some("true"))
+    })
+    .await;
+    assert!(
+        api::<Job>(s)
+            .get_opt("bs-pause-commit")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    report_frozen(s, "bs-0", true).await;
+    wait_phase(s, "bs", SandboxPhase::Paused).await;
+    eventually("endpoints cleared while paused", T, || async {
+        get(s, "bs").await.and_then(|b| endpoints(&b)).as_deref() == Some("[]")
+    })
+    .await;
+    let pods = pods_of(s, "bs").await;
+    assert_eq!(pods.len(), 1, "the frozen pod is kept");
+    assert_eq!(pods[0].metadata.uid, pod_uid);
+
+    set_pause(s, "bs", json!(false)).await;
+    eventually("thaw requested", T, || async {
+        api::<Pod>(s)
+            .get("bs-0")
+            .await
+            .is_ok_and(|p| annotation(&p, keys::ANNOTATION_FREEZE).is_none())
+    })
+    .await;
+    report_frozen(s, "bs-0", false).await;
+    let b = wait_phase(s, "bs", SandboxPhase::Succeed).await;
+    assert_eq!(
+        b.status.as_ref().unwrap().pause_observed_generation,
+        b.metadata.generation
+    );
+    assert_eq!(pods_of(s, "bs").await[0].metadata.uid, pod_uid, "same pod");
+    eventually("endpoints published again", T, || async {
+        get(s, "bs")
+            .await
+            .and_then(|b| endpoints(&b))
+            .is_some_and(|e| e != "[]")
+    })
+    .await;
+
+    // Paused again, then deleted: the pod is thawed on the way out.
+    set_pause(s, "bs", json!(true)).await;
+    eventually("frozen again", T, || async {
+        api::<Pod>(s)
+            .get("bs-0")
+            .await
+            .is_ok_and(|p| annotation(&p, keys::ANNOTATION_FREEZE).as_deref() == Some("true"))
+    })
+    .await;
+    report_frozen(s, "bs-0", true).await;
+    wait_phase(s, "bs", SandboxPhase::Paused).await;
+    // Hold the sandbox in deletion so the thaw can be observed before the pod goes.
+    api::<BatchSandbox>(s)
+        .patch(
+            "bs",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": ["test/hold"]}})),
+        )
+        .await
+        .unwrap();
+    api::<BatchSandbox>(s)
+        .delete("bs", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("thawed on deletion", T, || async {
+        api::<Pod>(s)
+            .get_opt("bs-0")
+            .await
+            .unwrap()
+            .is_none_or(|p| annotation(&p, keys::ANNOTATION_FREEZE).is_none())
+    })
+    .await;
+    api::<BatchSandbox>(s)
+        .patch(
+            "bs",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+}

@@ -144,7 +144,9 @@ impl SandboxActor {
                     Some((bs.resource_version().unwrap_or_default(), finalizers));
                 return Some(work);
             }
-            return None;
+            // Frozen pods go back to their pool (or away) running again.
+            work.pause.freeze = sandbox_pause::thaw_all(&self.listed_pods(&bs).0);
+            return (!work.pause.freeze.is_empty()).then_some(work);
         }
         let now = chrono::Utc::now();
         let mut spec_problem: Option<(String, String)> = None;

@@ -68,6 +68,14 @@ pub fn published<'a>(bs: &BatchSandbox, pods: &'a [Arc<PodInfo>]) -> &'a [Arc<Po
     if paused { &[] } else { pods }
 }
 
+/// Thaw requests for every pod a deleted sandbox left frozen.
+pub fn thaw_all(pods: &[Arc<PodInfo>]) -> Vec<(String, bool)> {
+    pods.iter()
+        .filter(|p| p.freeze_requested && !p.deleting)
+        .map(|p| (p.name.clone(), false))
+        .collect()
+}
+
 /// The writes `turn` asks for.
 pub fn work(bs: &BatchSandbox, turn: &PauseTurn) -> PauseWork {
     let name = pause_policy::pause_snapshot_name(&bs.name_any());
