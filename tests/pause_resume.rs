@@ -166,6 +166,28 @@ fn endpoints(b: &BatchSandbox) -> Option<String> {
         .and_then(|a| a.get(keys::ANNOTATION_ENDPOINTS).cloned())
 }
 
+/// The distinct phases a sandbox goes through from now on, in order.
+fn record_phases(s: &ApiServer, name: &str) -> std::sync::Arc<std::sync::Mutex<Vec<SandboxPhase>>> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = watcher(api::<BatchSandbox>(s), cfg).applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(b)) = stream.next().await {
+            if let Some(p) = phase(&b) {
+                let mut v = out.lock().unwrap();
+                if v.last() != Some(&p) {
+                    v.push(p);
+                }
+            }
+        }
+    });
+    seen
+}
+
 /// Pauses a running sandbox through its commit Job; returns the Paused sandbox.
 async fn pause_through_job(s: &ApiServer, name: &str) -> BatchSandbox {
     set_pause(s, name, json!(true)).await;
@@ -248,9 +270,14 @@ async fn pause_commits_and_resume_recreates_from_the_snapshot_without_flapping()
     assert_eq!(snap.metadata.uid, snap_uid, "the good snapshot is kept");
     assert_eq!(snap_phase(&snap), Some(SnapshotPhase::Succeed));
 
-    // Resume: Resuming, images rewritten, pod re-created from the snapshot, Running.
+    // Resume: Resuming, images rewritten, pod re-created from the snapshot, Running. Every
+    // phase the sandbox goes through is recorded from a watch.
+    let phases = record_phases(s, "bs");
+    eventually("the watch saw the sandbox", T, || async {
+        !phases.lock().unwrap().is_empty()
+    })
+    .await;
     set_pause(s, "bs", json!(false)).await;
-    wait_phase(s, "bs", SandboxPhase::Resuming).await;
     let b = wait_phase(s, "bs", SandboxPhase::Succeed).await;
     let template = b.spec.template.clone().unwrap();
     let image = template["spec"]["containers"][0]["image"]
@@ -273,13 +300,18 @@ async fn pause_commits_and_resume_recreates_from_the_snapshot_without_flapping()
             .as_deref(),
         Some(image.as_str())
     );
-    // No flap: it stays Running with its own generation ACKed, and the snapshot goes away.
-    let until = tokio::time::Instant::now() + Duration::from_millis(800);
-    while tokio::time::Instant::now() < until {
-        let b = get(s, "bs").await.unwrap();
-        assert_eq!(phase(&b), Some(SandboxPhase::Succeed), "phase flapped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // No flap: it stays Running with its own generation ACKed.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let seen = phases.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            SandboxPhase::Paused,
+            SandboxPhase::Resuming,
+            SandboxPhase::Succeed
+        ],
+        "phases during resume"
+    );
     let b = get(s, "bs").await.unwrap();
     assert_eq!(
         b.status.as_ref().unwrap().pause_observed_generation,
