@@ -93,11 +93,10 @@ impl Manager {
         }
         let informers = crate::cache::informer::start(client.clone(), cache.clone(), &informer_cfg);
         if let Some((addr, config)) = &opts.api {
-            let state = web::Data::new(LifecycleState::new(
-                client.clone(),
-                cache.clone(),
-                config.clone(),
-            ));
+            let state = web::Data::new(
+                LifecycleState::new(client.clone(), cache.clone(), config.clone())
+                    .with_snapshot_strategy(opts.actors.snapshot.strategy),
+            );
             let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
                 addr: *addr,
                 source,

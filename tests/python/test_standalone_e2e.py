@@ -344,6 +344,9 @@ def test_pause_freezes_and_resume_continues(standalone, pooled):
         after = int(resumed.files.read_file("pause-counter.txt").strip())
         assert after > before, "the counter did not continue after resume"
         assert resumed.files.read_file("kept.txt") == "survives the pause"
+        # Standalone has no registry: user snapshots are refused clearly.
+        r = httpx.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/snapshots", json={}, timeout=5)
+        assert r.status_code == 501 and r.json()["code"] == "SNAPSHOT::NOT_IMPLEMENTED"
         r = resumed.commands.run("echo still-here")
         assert "still-here" in "".join(m.text for m in r.logs.stdout)
     finally:

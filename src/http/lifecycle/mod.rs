@@ -17,6 +17,7 @@ pub mod pause;
 pub mod pools;
 pub mod proxy;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod validate;
 pub mod workload;
 
@@ -34,6 +35,8 @@ pub struct LifecycleState {
     pub config: ServerConfig,
     pub backend: Arc<backend::Backend>,
     rate_limit: Option<middleware::RateLimit>,
+    /// How the controller takes snapshots: user snapshots need commits to a registry.
+    pub snapshot_strategy: crate::actors::snapshot_policy::SnapshotStrategy,
 }
 
 impl LifecycleState {
@@ -48,7 +51,16 @@ impl LifecycleState {
             rate_limit: middleware::RateLimit::new(config.rate_limit_per_second),
             config,
             backend,
+            snapshot_strategy: Default::default(),
         }
+    }
+
+    pub fn with_snapshot_strategy(
+        mut self,
+        strategy: crate::actors::snapshot_policy::SnapshotStrategy,
+    ) -> Self {
+        self.snapshot_strategy = strategy;
+        self
     }
 }
 
@@ -85,19 +97,10 @@ fn shared_routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/sandboxes/{id}/pause", post().to(sandboxes::pause))
         .route("/sandboxes/{id}/resume", post().to(sandboxes::resume))
-        .route(
-            "/sandboxes/{id}/snapshots",
-            post().to(sandboxes::snapshots_unsupported),
-        )
-        .route("/snapshots", get().to(sandboxes::snapshots_unsupported))
-        .route(
-            "/snapshots/{sid}",
-            get().to(sandboxes::snapshots_unsupported),
-        )
-        .route(
-            "/snapshots/{sid}",
-            delete().to(sandboxes::snapshots_unsupported),
-        )
+        .route("/sandboxes/{id}/snapshots", post().to(snapshots::create))
+        .route("/snapshots", get().to(snapshots::list))
+        .route("/snapshots/{sid}", get().to(snapshots::get))
+        .route("/snapshots/{sid}", delete().to(snapshots::delete))
         .route("/sandboxes/{id}/diagnostics/logs", get().to(misc::logs))
         .route("/sandboxes/{id}/diagnostics/events", get().to(misc::events))
         .route("/pools", post().to(pools::create))

@@ -402,10 +402,3 @@ async fn set_pause_intent(
         .await?;
     Ok(())
 }
-
-pub async fn snapshots_unsupported() -> Result<HttpResponse> {
-    Err(ApiError::not_implemented(
-        "SNAPSHOT::NOT_IMPLEMENTED",
-        "Snapshots are not implemented by this server yet.",
-    ))
-}
