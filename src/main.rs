@@ -166,8 +166,7 @@ struct ManagerArgs {
     log_format: String,
 }
 
-/// Pause/resume (SandboxSnapshot commit Jobs). The values are validated and reported at
-/// start; the snapshot controller that uses them is not part of this build yet.
+/// Pause/resume: SandboxSnapshot commit Jobs and the registry they push to.
 #[derive(clap::Args, Debug)]
 struct SnapshotArgs {
     #[arg(long, default_value = "")]
@@ -182,6 +181,25 @@ struct SnapshotArgs {
     commit_job_timeout: Duration,
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     snapshot_registry_insecure: bool,
+    /// Host path of the containerd socket mounted into commit Jobs.
+    #[arg(long, default_value = "/var/run/containerd/containerd.sock")]
+    containerd_socket_path: String,
+}
+
+impl SnapshotArgs {
+    fn config(&self) -> opensandbox::actors::snapshot_policy::SnapshotConfig {
+        let non_empty = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        opensandbox::actors::snapshot_policy::SnapshotConfig {
+            strategy: opensandbox::actors::snapshot_policy::SnapshotStrategy::Commit,
+            registry: self.snapshot_registry.clone(),
+            registry_insecure: self.snapshot_registry_insecure,
+            push_secret: non_empty(&self.snapshot_push_secret),
+            resume_pull_secret: non_empty(&self.resume_pull_secret),
+            committer_image: self.image_committer_image.clone(),
+            containerd_socket_path: self.containerd_socket_path.clone(),
+            commit_job_timeout: self.commit_job_timeout,
+        }
+    }
 }
 
 fn parse_addr(flag: &str, value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
@@ -205,15 +223,16 @@ fn host_name() -> String {
 
 fn manager(args: ManagerArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_level, args.log_format == "json");
-    if !args.snapshot.snapshot_registry.is_empty() {
+    if args.snapshot.snapshot_registry.is_empty() {
         tracing::warn!(
+            "--snapshot-registry is not set: pausing a sandbox fails (RegistryNotConfigured)"
+        );
+    } else {
+        tracing::info!(
             registry = %args.snapshot.snapshot_registry,
             committer = %args.snapshot.image_committer_image,
             timeout = ?args.snapshot.commit_job_timeout,
-            insecure = args.snapshot.snapshot_registry_insecure,
-            push_secret = %args.snapshot.snapshot_push_secret,
-            pull_secret = %args.snapshot.resume_pull_secret,
-            "snapshot settings are accepted, but pause/resume is not implemented in this build"
+            "snapshot settings"
         );
     }
     tracing::info!(
@@ -269,6 +288,10 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
             }
         },
         metrics_addr: parse_addr("metrics-bind-address", &args.metrics_bind_address)?,
+        actors: opensandbox::actors::ActorConfig {
+            snapshot: args.snapshot.config(),
+            ..Default::default()
+        },
         ..ManagerOptions::default()
     };
     let limits = ClientLimits {

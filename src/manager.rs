@@ -152,12 +152,10 @@ impl Manager {
                 leadership,
                 actors: Some(ctx.directory.clone()),
             };
-            let state = web::Data::new(LifecycleState::wired(
-                client.clone(),
-                cache.clone(),
-                config.clone(),
-                wiring,
-            ));
+            let state = web::Data::new(
+                LifecycleState::wired(client.clone(), cache.clone(), config.clone(), wiring)
+                    .with_snapshot_strategy(opts.actors.snapshot.strategy),
+            );
             let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
                 addr: *addr,
                 source,

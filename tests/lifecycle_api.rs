@@ -434,21 +434,164 @@ async fn sandbox_lifecycle_contract() {
         "SANDBOX::INVALID_METADATA_LABEL"
     );
 
-    // Pause/resume/snapshots: a clear 501.
-    for p in ["pause", "resume", "snapshots"] {
-        let r = test::call_service(
-            &app,
-            post(&format!("/v1/sandboxes/{id}/{p}"), json!({})).to_request(),
+    // Pause/resume: phase checks, then `spec.pause` intent for the controller.
+    let call = |p: &str| post(&format!("/v1/sandboxes/{id}/{p}"), json!({})).to_request();
+    let r = test::call_service(&app, call("resume")).await;
+    assert_eq!(r.status(), 409);
+    let b = body_json(r).await;
+    assert_eq!(b["code"], "KUBERNETES::INVALID_STATE");
+    assert_eq!(
+        b["message"],
+        "Cannot resume sandbox in phase Succeed, expected Paused"
+    );
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(r.status(), 202);
+    assert!(test::read_body(r).await.is_empty());
+    let bs_api: Api<BatchSandbox> = Api::namespaced(e.s.client(), "default");
+    assert_eq!(bs_api.get(&id).await.unwrap().spec.pause, Some(true));
+    bs_api
+        .patch_status(
+            &id,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Paused"}})),
         )
-        .await;
-        assert_eq!(r.status(), 501, "{p}");
-        assert!(
-            body_json(r).await["code"]
-                .as_str()
-                .unwrap()
-                .ends_with("NOT_IMPLEMENTED")
-        );
-    }
+        .await
+        .unwrap();
+    eventually("cache sees Paused", || {
+        e.state.backend.find(&id).is_some_and(|b| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(opensandbox::crd::SandboxPhase::Paused)
+        })
+    })
+    .await;
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(body_json(r).await["message"], "Sandbox is already paused");
+    let r = test::call_service(
+        &app,
+        get(&format!("/v1/sandboxes/{id}/endpoints/44772")).to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        body_json(r).await["code"],
+        "KUBERNETES::POD_IP_NOT_AVAILABLE"
+    );
+    let r = test::call_service(&app, get(&format!("/v1/sandboxes/{id}")).to_request()).await;
+    assert_eq!(body_json(r).await["status"]["state"], "Paused");
+    let r = test::call_service(&app, call("resume")).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(bs_api.get(&id).await.unwrap().spec.pause, Some(false));
+    let r = test::call_service(&app, call("pause")).await;
+    assert_eq!(
+        r.status(),
+        409,
+        "still Paused until the controller resumes it"
+    );
+    let r = test::call_service(
+        &app,
+        post("/v1/sandboxes/does-not-exist/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    bs_api
+        .patch_status(
+            &id,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeed"}})),
+        )
+        .await
+        .unwrap();
+
+    // Snapshots: a SandboxSnapshot the controller commits; state follows its phase.
+    eventually("cache sees Succeed", || {
+        e.state.backend.find(&id).is_some_and(|b| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(opensandbox::crd::SandboxPhase::Succeed)
+        })
+    })
+    .await;
+    let r = test::call_service(
+        &app,
+        post(
+            &format!("/v1/sandboxes/{id}/snapshots"),
+            json!({"name": "first"}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let location = r
+        .headers()
+        .get("Location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let snap = body_json(r).await;
+    let sid = snap["id"].as_str().unwrap().to_string();
+    assert!(sid.starts_with("osb-snap-") && sid.len() == 9 + 32, "{sid}");
+    assert_eq!(location, format!("/v1/snapshots/{sid}"));
+    assert_eq!(snap["sandboxId"], id.as_str());
+    assert_eq!(snap["name"], "first");
+    assert_eq!(snap["status"]["state"], "Creating");
+    assert_eq!(snap["status"]["reason"], "snapshot_accepted");
+    assert!(snap["createdAt"].is_string());
+    eventually("cache sees the snapshot", || {
+        e.state
+            .backend
+            .cache()
+            .snapshot(&("default".to_string(), sid.clone()))
+            .is_some()
+    })
+    .await;
+    let r = test::call_service(
+        &app,
+        get(&format!("/v1/snapshots?sandboxId={id}&state=Creating")).to_request(),
+    )
+    .await;
+    let listed = body_json(r).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["pagination"]["totalItems"], 1);
+    let r = test::call_service(&app, get("/v1/snapshots?name=other").to_request()).await;
+    assert_eq!(body_json(r).await["items"], json!([]));
+    let del = |sid: &str| {
+        test::TestRequest::delete()
+            .uri(&format!("/v1/snapshots/{sid}"))
+            .insert_header((H, KEY))
+            .to_request()
+    };
+    let r = test::call_service(&app, del(&sid)).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(body_json(r).await["code"], "SNAPSHOT::INVALID_STATE");
+    let snaps: Api<opensandbox::crd::SandboxSnapshot> = Api::namespaced(e.s.client(), "default");
+    snaps
+        .patch_status(
+            &sid,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeed"}})),
+        )
+        .await
+        .unwrap();
+    eventually("cache sees the snapshot ready", || {
+        e.state
+            .backend
+            .cache()
+            .snapshot(&("default".to_string(), sid.clone()))
+            .is_some_and(|s| s.status.is_some())
+    })
+    .await;
+    let r = test::call_service(&app, get(&format!("/v1/snapshots/{sid}")).to_request()).await;
+    assert_eq!(body_json(r).await["status"]["state"], "Ready");
+    let r = test::call_service(&app, del(&sid)).await;
+    assert_eq!(r.status(), 204);
+    let r = test::call_service(&app, get("/v1/snapshots/osb-snap-missing").to_request()).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(body_json(r).await["code"], "SNAPSHOT::NOT_FOUND");
+    let r = test::call_service(
+        &app,
+        post("/v1/sandboxes/does-not-exist/snapshots", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
 
     // Delete: 204 empty, then 404.
     let r = test::call_service(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use opensandbox::standalone::apiserver::ApiServer;
 use opensandbox::standalone::node_agent::{
     BackoffPolicy, Cgroups, NodeAgent, NodeAgentHandle, NodeAgentOptions,
@@ -779,5 +779,100 @@ async fn restart_recycling_restarts_a_released_pod_on_the_node_agent() {
         1,
         "no pod replaced"
     );
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_request_stops_the_tree_and_thaw_resumes_it() {
+    let e = env("frz", |_| {});
+    let agent = e.start();
+    create(
+        &e.pods,
+        "ice",
+        "i=0; while true; do i=$((i+1)); echo $i > n.tmp; mv n.tmp n.txt; sleep 0.02; done",
+        "Always",
+        json!({}),
+    )
+    .await;
+    let p = wait_for(&e.pods, "ice", "Ready", ready).await;
+    let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let counter = e.pod_dir("frz", "ice").join("workspace/n.txt");
+    let read = || {
+        std::fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    wait_file(&counter).await;
+    let annotate = |v: serde_json::Value| json!({"metadata": {"annotations": {"sandbox.opensandbox.io/freeze": v}}});
+    e.pods
+        .patch(
+            "ice",
+            &PatchParams::default(),
+            &Patch::Merge(annotate(json!("true"))),
+        )
+        .await
+        .unwrap();
+    let frozen = |p: &Pod| {
+        p.metadata.annotations.as_ref().is_some_and(|a| {
+            a.get("sandbox.opensandbox.io/frozen")
+                .is_some_and(|v| v == "true")
+        })
+    };
+    wait_for(&e.pods, "ice", "frozen reported", frozen).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at = read();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read(), at, "the counter advanced while frozen");
+    // The executor is frozen too: a connection is accepted but never answered.
+    let mut s = std::net::TcpStream::connect((ip.as_str(), 44772)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(s.read(&mut buf).is_err(), "a frozen executor answered");
+    e.pods
+        .patch(
+            "ice",
+            &PatchParams::default(),
+            &Patch::Merge(annotate(serde_json::Value::Null)),
+        )
+        .await
+        .unwrap();
+    wait_for(&e.pods, "ice", "thaw reported", |p| !frozen(p)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while read() <= at {
+        assert!(
+            Instant::now() < deadline,
+            "the counter did not continue after thaw"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ping(&ip).contains(" 200"));
+    // Deleting a frozen pod still stops it and cleans up.
+    e.pods
+        .patch(
+            "ice",
+            &PatchParams::default(),
+            &Patch::Merge(annotate(json!("true"))),
+        )
+        .await
+        .unwrap();
+    let p = wait_for(&e.pods, "ice", "frozen again", frozen).await;
+    let procs = tree(pid_of(&p));
+    e.pods
+        .delete("ice", &DeleteParams::default())
+        .await
+        .unwrap();
+    let dir = e.pod_dir("frz", "ice");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while (procs.iter().any(|p| alive(*p)) || dir.exists()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !procs.iter().any(|p| alive(*p)),
+        "a frozen process survived deletion"
+    );
+    assert!(!dir.exists());
     agent.shutdown().await;
 }

@@ -19,6 +19,8 @@ pub struct ActorConfig {
     pub expectation_timeout: Duration,
     /// Field manager of every write (`fieldManager`), so writers are attributable.
     pub field_manager: String,
+    /// How pauses take snapshots (commit Jobs, or freezing in place in standalone mode).
+    pub snapshot: super::snapshot_policy::SnapshotConfig,
 }
 
 impl Default for ActorConfig {
@@ -27,6 +29,7 @@ impl Default for ActorConfig {
             pod_write_concurrency: 64,
             expectation_timeout: Duration::from_secs(60),
             field_manager: "opensandbox-controller".to_string(),
+            snapshot: Default::default(),
         }
     }
 }

@@ -150,7 +150,9 @@ fn pod_view(p: &PodInfo) -> PodView {
         phase: PodPhase::parse(&p.phase),
         terminating: p.deleting,
         scheduled: p.node_name.is_some(),
-        evict_label: p.evict,
+        // A frozen pod (a paused sandbox's, in standalone) never serves anyone else: if it
+        // comes back to the pool still frozen, it is drained like an evicted one.
+        evict_label: p.evict || p.freeze_requested || p.frozen,
         restarts: p.restarts(),
         ready_since: p.ready_since,
         created: p.created,

@@ -66,6 +66,12 @@ pub async fn run_actors(
                     .iter()
                     .map(|b| Target::Sandbox(key(&b.metadata))),
             )
+            .chain(
+                ctx.cache
+                    .snapshots(None)
+                    .iter()
+                    .map(|s| Target::Snapshot(key(&s.metadata))),
+            )
             .collect();
         let _ = sup.send(Route(all)).await;
         let stop = loop {

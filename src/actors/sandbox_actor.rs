@@ -17,6 +17,7 @@ use serde_json::json;
 use super::context::Controller;
 use super::pool_actor::{Stop, Wake};
 use super::pool_assign;
+use super::sandbox_pause::{self, PauseWork};
 use super::sandbox_policy::{self, Expiry, StatusInput};
 use super::task_tracker::TaskTracker;
 use crate::cache::{ObjKey, PodInfo};
@@ -83,6 +84,7 @@ struct TurnWork {
     endpoints: Option<Vec<String>>,
     status: Option<BatchSandboxStatus>,
     task_finalizer: Option<tasks::FinalizerEdit>,
+    pause: PauseWork,
 }
 
 #[derive(Default)]
@@ -154,7 +156,9 @@ impl SandboxActor {
                     Some((bs.resource_version().unwrap_or_default(), finalizers));
                 return Some(work);
             }
-            return None;
+            // Frozen pods go back to their pool (or away) running again.
+            work.pause.freeze = sandbox_pause::thaw_all(&self.listed_pods(&bs).0);
+            return (!work.pause.freeze.is_empty()).then_some(work);
         }
         let now = chrono::Utc::now();
         let mut spec_problem: Option<(String, String)> = None;
@@ -199,7 +203,11 @@ impl SandboxActor {
                 format!("pool {pool} does not exist in namespace {}", self.key.0),
             ));
         }
-        if bs.pool_ref().is_none() && spec_problem.is_none() {
+        let original_status = bs.status.clone();
+        let pause = sandbox_pause::plan(&self.ctx, &bs, &pods);
+        work.pause = sandbox_pause::work(&bs, &pause);
+        let bs = sandbox_pause::overlay(bs, &pause);
+        if bs.pool_ref().is_none() && spec_problem.is_none() && !pause.hold_pods {
             self.created.retain(|n, at| {
                 at.elapsed() < Duration::from_secs(60) && !pods.iter().any(|p| &p.name == n)
             });
@@ -245,7 +253,7 @@ impl SandboxActor {
         if spec_problem.is_some() || status.conditions.iter().any(|c| c.type_ == "SpecValid") {
             set_condition(&mut status.conditions, spec_cond);
         }
-        let current = bs.status.as_ref();
+        let current = original_status.as_ref();
         // A new sandbox stays status-less until it has a pod (one status write per batch),
         // unless there is a spec problem to report.
         let deferred =
@@ -256,7 +264,7 @@ impl SandboxActor {
         {
             work.status = Some(status);
         }
-        let endpoints = sandbox_policy::endpoints(&pods);
+        let endpoints = sandbox_policy::endpoints(sandbox_pause::published(&bs, &pods));
         let current_annotation = bs
             .metadata
             .annotations
@@ -362,6 +370,9 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         }
         return out;
     }
+    let pause = sandbox_pause::execute(&ctx, &work.ns, &work.name, work.pause).await;
+    out.retry |= pause.retry;
+    let status = if pause.blocked { None } else { work.status };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &work.ns);
     let concurrency = ctx.config.pod_write_concurrency.max(1);
     if !work.create.is_empty() {
@@ -400,7 +411,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             Err(e) => tracing::warn!(sandbox = %work.name, error = %e, "writing endpoints failed"),
         }
     }
-    if let Some(status) = work.status {
+    if let Some(status) = status {
         let patch = json!({ "status": status });
         match api
             .patch_status(&work.name, &pp, &Patch::Merge(&patch))

@@ -1,4 +1,4 @@
-//! The Supervisor starts and stops one actor per Pool and per BatchSandbox as the cache
+//! The Supervisor starts and stops one actor per Pool, BatchSandbox and SandboxSnapshot as the cache
 //! reports them, and routes
 //! coalesced cache changes to the actors they concern.
 
@@ -10,6 +10,7 @@ use actix::prelude::*;
 use super::context::Controller;
 use super::pool_actor::{PoolActor, Reserve, ReserveError, Stop, Wake};
 use super::sandbox_actor::SandboxActor;
+use super::snapshot_actor::SnapshotActor;
 use crate::cache::{ObjKey, Target};
 use crate::crd::BatchSandbox;
 
@@ -32,6 +33,7 @@ pub struct Supervisor {
     ctx: Arc<Controller>,
     pools: HashMap<ObjKey, Addr<PoolActor>>,
     sandboxes: HashMap<ObjKey, Addr<SandboxActor>>,
+    snapshots: HashMap<ObjKey, Addr<SnapshotActor>>,
 }
 
 impl Supervisor {
@@ -40,6 +42,7 @@ impl Supervisor {
             ctx,
             pools: HashMap::new(),
             sandboxes: HashMap::new(),
+            snapshots: HashMap::new(),
         }
     }
 
@@ -48,6 +51,14 @@ impl Supervisor {
         let ctx = self.ctx.clone();
         route(&mut self.sandboxes, key, exists, |k| {
             SandboxActor::new(k, ctx).start()
+        });
+    }
+
+    fn route_snapshot(&mut self, key: ObjKey) {
+        let exists = self.ctx.cache.snapshot(&key).is_some();
+        let ctx = self.ctx.clone();
+        route(&mut self.snapshots, key, exists, |k| {
+            SnapshotActor::new(k, ctx).start()
         });
     }
 
@@ -92,6 +103,7 @@ impl Handler<Route> for Supervisor {
             match target {
                 Target::Pool(key) => self.route_pool(key),
                 Target::Sandbox(key) => self.route_sandbox(key),
+                Target::Snapshot(key) => self.route_snapshot(key),
             }
         }
     }
@@ -105,6 +117,9 @@ impl Handler<StopAll> for Supervisor {
             addr.do_send(Stop);
         }
         for (_, addr) in self.sandboxes.drain() {
+            addr.do_send(Stop);
+        }
+        for (_, addr) in self.snapshots.drain() {
             addr.do_send(Stop);
         }
         ctx.stop();

@@ -572,6 +572,8 @@ mod tests {
                 created: chrono::Utc::now(),
                 deleting: false,
                 restart_record: None,
+                freeze_requested: false,
+                frozen: false,
                 node_name: None,
                 phase: "Running".into(),
                 pod_ip: Some("127.0.0.9".into()),

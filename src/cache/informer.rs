@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::objects::{PodInfo, trim_pool, trim_sandbox};
 use super::state::{Cache, Kind};
-use crate::crd::{BatchSandbox, Pool, keys};
+use crate::crd::{BatchSandbox, Pool, SandboxSnapshot, keys};
 use crate::metrics;
 
 /// How the informers watch.
@@ -101,6 +102,41 @@ impl Sink<BatchSandbox> for SandboxSink {
     }
 }
 
+struct SnapshotSink;
+impl Sink<SandboxSnapshot> for SnapshotSink {
+    type Trimmed = SandboxSnapshot;
+    fn trim(&self, o: SandboxSnapshot) -> SandboxSnapshot {
+        super::snapshots::trim_snapshot(o)
+    }
+    fn apply(&self, c: &Cache, o: SandboxSnapshot) {
+        c.apply_snapshot(o)
+    }
+    fn delete(&self, c: &Cache, o: SandboxSnapshot) {
+        c.delete_snapshot(&key(&o.metadata))
+    }
+    fn replace(&self, c: &Cache, o: Vec<SandboxSnapshot>) {
+        c.replace_snapshots(o)
+    }
+}
+
+/// Our commit Jobs only (selected by the snapshot-name label).
+struct JobSink;
+impl Sink<Job> for JobSink {
+    type Trimmed = Job;
+    fn trim(&self, o: Job) -> Job {
+        super::snapshots::trim_job(o)
+    }
+    fn apply(&self, c: &Cache, o: Job) {
+        c.apply_job(o)
+    }
+    fn delete(&self, c: &Cache, o: Job) {
+        c.delete_job(&key(&o.metadata))
+    }
+    fn replace(&self, c: &Cache, o: Vec<Job>) {
+        c.replace_jobs(o)
+    }
+}
+
 struct PodSink;
 impl Sink<Pod> for PodSink {
     type Trimmed = PodInfo;
@@ -182,7 +218,7 @@ async fn run<K, S>(
     }
 }
 
-/// Starts the three informers; they run until the handles are aborted.
+/// Starts the informers; they run until the handles are aborted.
 pub fn start(client: Client, cache: Arc<Cache>, cfg: &InformerConfig) -> Vec<JoinHandle<()>> {
     let pods_cfg = watcher::Config::default().labels(&managed_pod_selector());
     vec![
@@ -200,6 +236,22 @@ pub fn start(client: Client, cache: Arc<Cache>, cfg: &InformerConfig) -> Vec<Joi
             watcher::Config::default(),
             Kind::BatchSandbox,
             SandboxSink,
+            cfg.relist_interval,
+        )),
+        tokio::spawn(run(
+            cache.clone(),
+            api::<SandboxSnapshot>(&client, &cfg.namespace),
+            watcher::Config::default(),
+            Kind::SandboxSnapshot,
+            SnapshotSink,
+            cfg.relist_interval,
+        )),
+        tokio::spawn(run(
+            cache.clone(),
+            api::<Job>(&client, &cfg.namespace),
+            watcher::Config::default().labels(keys::LABEL_SANDBOX_SNAPSHOT_NAME),
+            Kind::Job,
+            JobSink,
             cfg.relist_interval,
         )),
         tokio::spawn(run(

@@ -2,6 +2,7 @@
 
 pub mod informer;
 pub mod objects;
+mod snapshots;
 pub mod state;
 
 pub use informer::{InformerConfig, managed_pod_selector};

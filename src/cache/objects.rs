@@ -54,6 +54,10 @@ pub struct PodInfo {
     pub containers: Vec<ContainerState>,
     /// The `restart-record` annotation (Restart recycling in progress).
     pub restart_record: Option<String>,
+    /// The controller asked the node agent to freeze the pod (standalone pause).
+    pub freeze_requested: bool,
+    /// The node agent reports the pod's processes frozen.
+    pub frozen: bool,
 }
 
 impl PodInfo {
@@ -164,6 +168,8 @@ impl PodInfo {
                 .annotations()
                 .get(keys::ANNOTATION_RESTART_RECORD)
                 .cloned(),
+            freeze_requested: annotation_is_true(pod, keys::ANNOTATION_FREEZE),
+            frozen: annotation_is_true(pod, keys::ANNOTATION_FROZEN),
         }
     }
 
@@ -200,6 +206,10 @@ impl PodInfo {
                 })
                 .sum::<usize>()
     }
+}
+
+fn annotation_is_true(pod: &Pod, key: &str) -> bool {
+    pod.annotations().get(key).is_some_and(|v| v == "true")
 }
 
 /// Converts a Kubernetes timestamp.

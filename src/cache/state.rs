@@ -17,16 +17,29 @@ pub enum Kind {
     Pool,
     BatchSandbox,
     Pod,
+    SandboxSnapshot,
+    Job,
 }
 
+/// Number of [`Kind`]s.
+const KINDS: usize = 5;
+
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Pool, Kind::BatchSandbox, Kind::Pod];
+    pub const ALL: [Kind; KINDS] = [
+        Kind::Pool,
+        Kind::BatchSandbox,
+        Kind::Pod,
+        Kind::SandboxSnapshot,
+        Kind::Job,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Pool => "pool",
             Kind::BatchSandbox => "batchsandbox",
             Kind::Pod => "pod",
+            Kind::SandboxSnapshot => "sandboxsnapshot",
+            Kind::Job => "job",
         }
     }
 
@@ -35,6 +48,8 @@ impl Kind {
             Kind::Pool => 0,
             Kind::BatchSandbox => 1,
             Kind::Pod => 2,
+            Kind::SandboxSnapshot => 3,
+            Kind::Job => 4,
         }
     }
 }
@@ -44,6 +59,7 @@ impl Kind {
 pub enum Target {
     Pool(ObjKey),
     Sandbox(ObjKey),
+    Snapshot(ObjKey),
 }
 
 #[derive(Default)]
@@ -100,7 +116,8 @@ impl Subscription {
 pub struct Cache {
     state: RwLock<State>,
     subscribers: Mutex<Vec<Arc<Subscription>>>,
-    synced: watch::Sender<[bool; 3]>,
+    synced: watch::Sender<[bool; KINDS]>,
+    pub(super) snapshot_store: RwLock<super::snapshots::SnapshotStore>,
 }
 
 impl Default for Cache {
@@ -108,7 +125,8 @@ impl Default for Cache {
         Self {
             state: RwLock::new(State::default()),
             subscribers: Mutex::new(Vec::new()),
-            synced: watch::channel([false; 3]).0,
+            synced: watch::channel([false; KINDS]).0,
+            snapshot_store: RwLock::default(),
         }
     }
 }
@@ -140,7 +158,7 @@ impl Cache {
         s
     }
 
-    fn publish(&self, targets: Vec<Target>) {
+    pub(super) fn publish(&self, targets: Vec<Target>) {
         for s in self.subscribers.lock().iter() {
             s.mark(&targets);
         }

@@ -49,3 +49,14 @@ pub const FINALIZER_SNAPSHOT_CLEANUP: &str = "sandboxsnapshot.sandbox.opensandbo
 
 /// `spec.poolRef` value that asks the controller to pick a matching pool.
 pub const POOL_REF_AUTO: &str = "*";
+
+/// On a pod: the controller asks the node agent to freeze (`"true"`) the pod's processes
+/// (standalone pause). Removing it asks for a thaw.
+pub const ANNOTATION_FREEZE: &str = "sandbox.opensandbox.io/freeze";
+/// On a pod: written by the node agent once the pod's processes are frozen (`"true"`);
+/// removed once they run again.
+pub const ANNOTATION_FROZEN: &str = "sandbox.opensandbox.io/frozen";
+/// Suffix of the SandboxSnapshot a BatchSandbox pause creates (`<bs>-pause`).
+pub const PAUSE_SNAPSHOT_SUFFIX: &str = "-pause";
+/// Job label that names the Job (set by the Job controller).
+pub const LABEL_JOB_NAME: &str = "job-name";

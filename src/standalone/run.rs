@@ -175,6 +175,14 @@ pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError
         &ManagerOptions {
             identity: "standalone".to_string(),
             api: Some((opts.listen, api_config)),
+            // No registry here: a pause freezes the sandbox's processes in place.
+            actors: crate::actors::ActorConfig {
+                snapshot: crate::actors::snapshot_policy::SnapshotConfig {
+                    strategy: crate::actors::snapshot_policy::SnapshotStrategy::Freeze,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             ..ManagerOptions::default()
         },
     )

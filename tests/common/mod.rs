@@ -46,6 +46,16 @@ pub struct Manager {
 
 impl Manager {
     pub async fn start(s: &ApiServer, identity: &str, leader: Option<LeaderConfig>) -> Self {
+        Self::start_with(s, identity, leader, ActorConfig::default()).await
+    }
+
+    /// [`Manager::start`] with actor settings (the field manager is still set per identity).
+    pub async fn start_with(
+        s: &ApiServer,
+        identity: &str,
+        leader: Option<LeaderConfig>,
+        config: ActorConfig,
+    ) -> Self {
         let client = s.client_with_user_agent(&format!("{MANAGER_AGENT_PREFIX}{identity}"));
         let cache = Cache::new();
         let informers = opensandbox::cache::informer::start(
@@ -60,7 +70,7 @@ impl Manager {
             .unwrap_or_else(LeaderGate::always);
         let config = ActorConfig {
             field_manager: format!("manager-{identity}"),
-            ..ActorConfig::default()
+            ..config
         };
         let ctx = Controller::new(client, cache.clone(), gate, identity, config);
         let (tx, rx) = watch::channel(false);

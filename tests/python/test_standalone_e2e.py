@@ -371,3 +371,81 @@ def test_kubectl_batchsandbox_runs_its_tasks(standalone):
     assert time.time() - started < 40
     gone = _kubectl(standalone, "get", "bsbx", "e2e-tasks", "--ignore-not-found", "-o", "name")
     assert gone.stdout.strip() == "", gone.stdout
+
+def _counter(sandbox_dir: pathlib.Path) -> int | None:
+    """The background counter's value, read from the host (works while the sandbox is frozen)."""
+    for f in sandbox_dir.rglob("pause-counter.txt"):
+        try:
+            return int(f.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _wait_state(sandbox: SandboxSync, state: str, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        current = sandbox.get_info().status.state
+        if not seen or seen[-1] != current:
+            seen.append(current)
+        if current == state:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"sandbox never reached {state}; states seen: {seen}")
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_pause_freezes_and_resume_continues(standalone, pooled):
+    ext = {"poolRef": "default"} if pooled else None
+    config = _config(standalone)
+    sandbox = SandboxSync.create(
+        "host", connection_config=config, extensions=ext,
+        timeout=timedelta(minutes=5), ready_timeout=timedelta(seconds=60),
+    )
+    try:
+        sandbox.files.write_files([WriteEntry(path="kept.txt", data="survives the pause")])
+        sandbox.commands.run(
+            "i=0; while true; do i=$((i+1)); echo $i > .c.tmp; mv .c.tmp pause-counter.txt; sleep 0.05; done",
+            opts=RunCommandOpts(background=True),
+        )
+        [pod_dir] = _sandbox_pod_dirs(standalone, sandbox.id)
+        ip = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772",
+                       timeout=5).json()["endpoint"].split(":")[0]
+        deadline = time.time() + 10
+        while (_counter(pod_dir) or 0) < 3:
+            assert time.time() < deadline, "the background counter never started"
+            time.sleep(0.05)
+
+        sandbox.pause()
+        _wait_state(sandbox, "Paused")
+        # Frozen: the counter stops advancing...
+        frozen_at = _counter(pod_dir)
+        time.sleep(1.0)
+        assert _counter(pod_dir) == frozen_at, "the counter advanced while paused"
+        # ...the executor takes connections but never answers...
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"http://{ip}:44772/ping", timeout=1.0)
+        # ...and the server says the sandbox has no reachable endpoint, as for a paused k8s sandbox.
+        r = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772", timeout=5)
+        assert r.status_code == 404 and r.json()["code"] == "KUBERNETES::POD_IP_NOT_AVAILABLE"
+        # A second pause is refused; the sandbox stays paused.
+        r = httpx.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/pause", timeout=5)
+        assert r.status_code == 409 and r.json()["message"] == "Sandbox is already paused"
+
+        resumed = SandboxSync.resume(sandbox.id, connection_config=config,
+                                     resume_timeout=timedelta(seconds=60))
+        assert resumed.get_info().status.state == "Running"
+        before = int(resumed.files.read_file("pause-counter.txt").strip())
+        assert before >= frozen_at
+        time.sleep(0.5)
+        after = int(resumed.files.read_file("pause-counter.txt").strip())
+        assert after > before, "the counter did not continue after resume"
+        assert resumed.files.read_file("kept.txt") == "survives the pause"
+        # Standalone has no registry: user snapshots are refused clearly.
+        r = httpx.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/snapshots", json={}, timeout=5)
+        assert r.status_code == 501 and r.json()["code"] == "SNAPSHOT::NOT_IMPLEMENTED"
+        r = resumed.commands.run("echo still-here")
+        assert "still-here" in "".join(m.text for m in r.logs.stdout)
+    finally:
+        sandbox.kill()

@@ -116,7 +116,14 @@ impl PoolActor {
             .collect();
         let usable = |name: &String| {
             pods.get(name)
-                .filter(|p| p.ready && !p.deleting && !p.evict && !self.deleted.contains_key(name))
+                .filter(|p| {
+                    p.ready
+                        && !p.deleting
+                        && !p.evict
+                        && !p.freeze_requested
+                        && !p.frozen
+                        && !self.deleted.contains_key(name)
+                })
                 .and_then(|p| p.pod_ip.clone())
         };
         let spare = self.spare.as_ref()?;

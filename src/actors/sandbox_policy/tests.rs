@@ -55,6 +55,8 @@ pub(super) fn pod(name: &str, index: Option<u32>) -> PodInfo {
         ready_since: None,
         containers: vec![],
         restart_record: None,
+        freeze_requested: false,
+        frozen: false,
     }
 }
 

@@ -102,6 +102,10 @@ impl Backend {
         }
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }

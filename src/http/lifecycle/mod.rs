@@ -14,9 +14,11 @@ pub mod middleware;
 pub mod misc;
 pub mod models;
 pub mod openapi;
+pub mod pause;
 pub mod pools;
 pub mod proxy;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod validate;
 pub mod workload;
 
@@ -37,6 +39,8 @@ pub struct LifecycleState {
     rate_limit: Option<middleware::RateLimit>,
     /// Set when replicas elect a leader: followers relay calls to it.
     leadership: Option<forward::Leadership>,
+    /// How the controller takes snapshots: user snapshots need commits to a registry.
+    pub snapshot_strategy: crate::actors::snapshot_policy::SnapshotStrategy,
 }
 
 /// How the API is wired into a manager.
@@ -80,7 +84,16 @@ impl LifecycleState {
             config,
             backend,
             leadership: wiring.leadership,
+            snapshot_strategy: Default::default(),
         }
+    }
+
+    pub fn with_snapshot_strategy(
+        mut self,
+        strategy: crate::actors::snapshot_policy::SnapshotStrategy,
+    ) -> Self {
+        self.snapshot_strategy = strategy;
+        self
     }
 }
 
@@ -117,19 +130,10 @@ fn shared_routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/sandboxes/{id}/pause", post().to(sandboxes::pause))
         .route("/sandboxes/{id}/resume", post().to(sandboxes::resume))
-        .route(
-            "/sandboxes/{id}/snapshots",
-            post().to(sandboxes::snapshots_unsupported),
-        )
-        .route("/snapshots", get().to(sandboxes::snapshots_unsupported))
-        .route(
-            "/snapshots/{sid}",
-            get().to(sandboxes::snapshots_unsupported),
-        )
-        .route(
-            "/snapshots/{sid}",
-            delete().to(sandboxes::snapshots_unsupported),
-        )
+        .route("/sandboxes/{id}/snapshots", post().to(snapshots::create))
+        .route("/snapshots", get().to(snapshots::list))
+        .route("/snapshots/{sid}", get().to(snapshots::get))
+        .route("/snapshots/{sid}", delete().to(snapshots::delete))
         .route("/sandboxes/{id}/diagnostics/logs", get().to(misc::logs))
         .route("/sandboxes/{id}/diagnostics/events", get().to(misc::events))
         .route("/pools", post().to(pools::create))

@@ -17,6 +17,7 @@ use super::models::{
     CreateSandboxRequest, CreateSandboxResponse, Endpoint, ListSandboxesResponse, Pagination,
     RenewRequest, RenewResponse,
 };
+use super::pause;
 use super::validate::{self, check_label, parse_bool, parse_int};
 use super::workload::{self, RESERVED_PREFIX, build_batch_sandbox, pod_ip, to_sandbox};
 use crate::crd::{BatchSandbox, SandboxPhase};
@@ -294,6 +295,7 @@ pub async fn renew(
 /// Resolves the pod IP a port of a sandbox is reached at (404s as the SDK expects them).
 pub fn resolve_ip(state: &LifecycleState, id: &str) -> Result<std::net::IpAddr> {
     let bs = lookup(state, id)?;
+    pause::check_reachable(&bs, id)?;
     pod_ip(&bs)
         .and_then(|ip| ip.trim().parse().ok())
         .ok_or_else(|| {
@@ -371,24 +373,38 @@ pub async fn endpoint(
 }
 
 pub async fn pause(state: State, id: web::Path<String>) -> Result<HttpResponse> {
-    lookup(&state, &id)?;
-    Err(ApiError::not_implemented(
-        "SANDBOX::NOT_IMPLEMENTED",
-        "Pause is not implemented by this server yet.",
-    ))
+    let bs = lookup(&state, &id)?;
+    pause::check(&bs, pause::Intent::Pause)?;
+    set_pause_intent(&state, &bs, &id, pause::Intent::Pause).await?;
+    Ok(HttpResponse::Accepted().finish())
 }
 
 pub async fn resume(state: State, id: web::Path<String>) -> Result<HttpResponse> {
-    lookup(&state, &id)?;
-    Err(ApiError::not_implemented(
-        "SANDBOX::NOT_IMPLEMENTED",
-        "Resume is not implemented by this server yet.",
-    ))
+    let bs = lookup(&state, &id)?;
+    pause::check(&bs, pause::Intent::Resume)?;
+    set_pause_intent(&state, &bs, &id, pause::Intent::Resume).await?;
+    Ok(HttpResponse::Accepted().finish())
 }
 
-pub async fn snapshots_unsupported() -> Result<HttpResponse> {
-    Err(ApiError::not_implemented(
-        "SNAPSHOT::NOT_IMPLEMENTED",
-        "Snapshots are not implemented by this server yet.",
-    ))
+/// Merge-patches `spec.pause`. After a failed attempt the same value would not change the
+/// generation, so the "retry bridge" clears it first.
+async fn set_pause_intent(
+    state: &LifecycleState,
+    bs: &BatchSandbox,
+    id: &str,
+    intent: pause::Intent,
+) -> Result<()> {
+    let name = bs.metadata.name.clone().unwrap_or_default();
+    let value = intent == pause::Intent::Pause;
+    if pause::needs_bridge(bs, intent) {
+        state
+            .backend
+            .patch_sandbox(&name, id, json!({"spec": {"pause": null}}))
+            .await?;
+    }
+    state
+        .backend
+        .patch_sandbox(&name, id, json!({"spec": {"pause": value}}))
+        .await?;
+    Ok(())
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::quantity::{CPU_PERIOD_US, Limits};
 
 const PARENT: &str = "opensandbox";
-const V1_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+// `freezer` holds no limit: pause freezes the pod through it.
+const V1_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "freezer"];
 
 /// What the host lets the agent use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +182,11 @@ fn kill_all(dir: &Path) {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+    }
+    // A v1-frozen (paused) process only dies once thawed; a reused directory must not stay
+    // frozen either.
+    if dir.join("freezer.state").exists() {
+        let _ = fs::write(dir.join("freezer.state"), "THAWED");
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod cgroup;
 pub mod exec;
+mod freezer;
 pub mod ipalloc;
 pub mod process;
 pub mod quantity;
@@ -345,10 +346,17 @@ fn on_apply(
     let mut previous = None;
     if let Some(w) = ws.get(&k) {
         if w.uid == uid {
-            if pod.metadata.deletion_timestamp.is_some()
-                && let Some(w) = ws.remove(&k)
-            {
-                w.delete(true);
+            let live = shared.live.lock().get(&k).cloned();
+            if pod.metadata.deletion_timestamp.is_some() {
+                // A frozen pod must run again to shut down gracefully.
+                if let Some(l) = live.filter(|_| freezer::reported_frozen(&pod)) {
+                    freezer::set_frozen(&l, false);
+                }
+                if let Some(w) = ws.remove(&k) {
+                    w.delete(true);
+                }
+            } else if let (Some(frozen), Some(l)) = (freezer::wanted_change(&pod), live) {
+                tokio::spawn(freezer::reconcile(shared.client.clone(), l, pod, frozen));
             }
             return;
         }
