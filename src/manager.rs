@@ -154,7 +154,8 @@ impl Manager {
             };
             let state = web::Data::new(
                 LifecycleState::wired(client.clone(), cache.clone(), config.clone(), wiring)
-                    .with_snapshot_strategy(opts.actors.snapshot.strategy),
+                    .with_snapshot_strategy(opts.actors.snapshot.strategy)
+                    .with_restore_pull_secret(opts.actors.snapshot.resume_pull_secret.clone()),
             );
             let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
                 addr: *addr,

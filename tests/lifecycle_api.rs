@@ -563,11 +563,19 @@ async fn sandbox_lifecycle_contract() {
     assert_eq!(r.status(), 409);
     assert_eq!(body_json(r).await["code"], "SNAPSHOT::INVALID_STATE");
     let snaps: Api<opensandbox::crd::SandboxSnapshot> = Api::namespaced(e.s.client(), "default");
+    // Restoring from a snapshot that is still being committed is refused.
+    let restore =
+        json!({"snapshotId": sid, "timeout": 600, "resourceLimits": {"cpu": "1", "memory": "1Gi"}});
+    let r = test::call_service(&app, post("/v1/sandboxes", restore.clone()).to_request()).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(body_json(r).await["code"], "SNAPSHOT::NOT_READY");
+    let snap_image = "registry.example.com/snaps/sb-sandbox:snap-gen1";
     snaps
         .patch_status(
             &sid,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Succeed"}})),
+            &Patch::Merge(json!({"status": {"phase": "Succeed",
+                "containers": [{"containerName": "sandbox", "imageUri": snap_image}]}})),
         )
         .await
         .unwrap();
@@ -581,6 +589,43 @@ async fn sandbox_lifecycle_contract() {
     .await;
     let r = test::call_service(&app, get(&format!("/v1/snapshots/{sid}")).to_request()).await;
     assert_eq!(body_json(r).await["status"]["state"], "Ready");
+    // Restore: a new sandbox from the snapshot's image, with the SDK's default entrypoint.
+    let r = test::call_service(&app, post("/v1/sandboxes", restore).to_request()).await;
+    assert_eq!(r.status(), 202);
+    let restored = body_json(r).await["id"].as_str().unwrap().to_string();
+    let bs = sandboxes(&e.s)
+        .await
+        .into_iter()
+        .find(|b| b.name_any() == restored)
+        .unwrap();
+    let container = &bs.spec.template.as_ref().unwrap()["spec"]["containers"][0];
+    assert_eq!(container["image"], snap_image);
+    assert_eq!(
+        container["command"],
+        json!([
+            "/opt/opensandbox/bin/opensandbox-executor",
+            "--",
+            "tail",
+            "-f",
+            "/dev/null"
+        ])
+    );
+    assert_eq!(bs.labels()["opensandbox.io/snapshot-id"], sid.as_str());
+    let r = test::call_service(&app, get(&format!("/v1/sandboxes/{restored}")).to_request()).await;
+    let got = body_json(r).await;
+    assert_eq!(got["snapshotId"], sid.as_str());
+    assert!(got.get("image").is_none(), "{got}");
+    let r = test::call_service(
+        &app,
+        post(
+            "/v1/sandboxes",
+            json!({"snapshotId": "osb-snap-missing", "timeout": 60, "resourceLimits": {"cpu": "1", "memory": "1Gi"}}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(body_json(r).await["code"], "SNAPSHOT::NOT_FOUND");
     let r = test::call_service(&app, del(&sid)).await;
     assert_eq!(r.status(), 204);
     let r = test::call_service(&app, get("/v1/snapshots/osb-snap-missing").to_request()).await;

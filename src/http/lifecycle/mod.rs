@@ -41,6 +41,7 @@ pub struct LifecycleState {
     leadership: Option<forward::Leadership>,
     /// How the controller takes snapshots: user snapshots need commits to a registry.
     pub snapshot_strategy: crate::actors::snapshot_policy::SnapshotStrategy,
+    restore_pull_secret: Option<String>,
 }
 
 /// How the API is wired into a manager.
@@ -85,6 +86,7 @@ impl LifecycleState {
             backend,
             leadership: wiring.leadership,
             snapshot_strategy: Default::default(),
+            restore_pull_secret: None,
         }
     }
 
@@ -93,6 +95,12 @@ impl LifecycleState {
         strategy: crate::actors::snapshot_policy::SnapshotStrategy,
     ) -> Self {
         self.snapshot_strategy = strategy;
+        self
+    }
+
+    /// The Secret restored sandboxes pull snapshot images with (`--resume-pull-secret`).
+    pub fn with_restore_pull_secret(mut self, secret: Option<String>) -> Self {
+        self.restore_pull_secret = secret.filter(|s| !s.is_empty());
         self
     }
 }

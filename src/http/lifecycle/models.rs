@@ -77,6 +77,9 @@ pub struct Sandbox {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageRef>,
+    /// Set when the sandbox was restored from a snapshot (then `image` is absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSpec>,
     pub status: SandboxStatus,

@@ -77,6 +77,11 @@ pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Resu
     if secure {
         spec.access_token = Some(workload::new_access_token());
     }
+    if let Some(snapshot) = spec.snapshot_id.clone() {
+        let (image, pull_secret) = super::snapshots::restore_source(&state, &snapshot)?;
+        spec.image = Some(image);
+        spec.image_pull_secret = pull_secret;
+    }
     let manifest = build_batch_sandbox(&spec, &cfg.executor_image, &cfg.image_pull_policy);
     let changes = state.backend.changes();
     let created = state.backend.create_sandbox(manifest).await?;

@@ -93,6 +93,35 @@ fn find(state: &LifecycleState, id: &str) -> Result<std::sync::Arc<SandboxSnapsh
         .ok_or_else(|| not_found(id))
 }
 
+/// What a create with `snapshotId` starts: the snapshot's image, and the Secret to pull it.
+pub fn restore_source(state: &LifecycleState, id: &str) -> Result<(String, Option<String>)> {
+    let snapshot = find(state, id)?;
+    match snapshot.status.as_ref().and_then(|st| st.phase) {
+        Some(SnapshotPhase::Succeed) => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "SNAPSHOT::NOT_READY",
+                format!("Snapshot '{id}' is not ready to restore from."),
+            ));
+        }
+    }
+    let image = snapshot
+        .status
+        .as_ref()
+        .and_then(|st| st.containers.first())
+        .map(|c| c.image_uri.clone())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "SNAPSHOT::INVALID_RESTORE_CONFIG",
+                format!("Snapshot '{id}' records no image to restore from."),
+            )
+        })?;
+    Ok((image, state.restore_pull_secret.clone()))
+}
+
 pub async fn create(
     state: State,
     id: web::Path<String>,

@@ -177,16 +177,11 @@ pub fn create_spec(
                     "one of image.uri or snapshotId is required",
                 ));
             }
-            (None, false) => {
-                return Err(ApiError::new(
-                    actix_web::http::StatusCode::NOT_FOUND,
-                    "SNAPSHOT::NOT_FOUND",
-                    "Snapshots are not supported by this server.",
-                ));
-            }
-            (Some(_), true) => {}
+            (None, false) | (Some(_), true) => {}
         }
         match &req.entrypoint {
+            // A restore starts the snapshot's image with the SDK's default entrypoint.
+            None if image.is_none() => {}
             None => return Err(ApiError::validation("entrypoint is required with image")),
             Some(e) if e.is_empty() => {
                 return Err(ApiError::validation(
@@ -287,6 +282,11 @@ pub fn create_spec(
         expires_at,
         pool_ref,
         access_token: None,
+        snapshot_id: req
+            .snapshot_id
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        image_pull_secret: None,
     })
 }
 

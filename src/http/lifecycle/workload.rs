@@ -40,7 +40,14 @@ pub struct CreateSpec {
     pub pool_ref: Option<String>,
     /// `secureAccess`: the executor's own access token (template mode only).
     pub access_token: Option<String>,
+    /// Restored from this snapshot (its image becomes `image` before the build).
+    pub snapshot_id: Option<String>,
+    /// Secret for pulling `image` (a restored snapshot's registry).
+    pub image_pull_secret: Option<String>,
 }
+
+/// Label of a sandbox restored from a snapshot: the snapshot's id.
+pub const LABEL_SNAPSHOT_ID: &str = "opensandbox.io/snapshot-id";
 
 /// Annotation holding a sandbox's executor access token (upstream's name).
 pub const ANNOTATION_ACCESS_TOKEN: &str = keys::ANNOTATION_SECURE_ACCESS_TOKEN;
@@ -95,6 +102,9 @@ pub fn build_batch_sandbox(spec: &CreateSpec, executor_image: &str, pull_policy:
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     labels.insert(LABEL_ID.into(), Value::String(spec.id.clone()));
+    if let Some(snapshot) = &spec.snapshot_id {
+        labels.insert(LABEL_SNAPSHOT_ID.into(), Value::String(snapshot.clone()));
+    }
     if spec.expires_at.is_none() {
         labels.insert(LABEL_MANUAL_CLEANUP.into(), "true".into());
     }
@@ -121,7 +131,11 @@ pub fn build_batch_sandbox(spec: &CreateSpec, executor_image: &str, pull_policy:
         let mut pod_labels = labels.clone();
         pod_labels.insert(keys::LABEL_MANAGED.into(), keys::LABEL_MANAGED_VALUE.into());
         let mut command = vec![EXECUTOR_PATH.to_string(), "--".to_string()];
-        command.extend(spec.entrypoint.iter().cloned());
+        if spec.entrypoint.is_empty() {
+            command.extend(DEFAULT_ENTRYPOINT.iter().map(|s| s.to_string()));
+        } else {
+            command.extend(spec.entrypoint.iter().cloned());
+        }
         let mut env = env.clone();
         if let Some(token) = &spec.access_token {
             env.insert(ACCESS_TOKEN_ENV.into(), token.clone());
@@ -162,6 +176,9 @@ pub fn build_batch_sandbox(spec: &CreateSpec, executor_image: &str, pull_policy:
             "containers": [container],
             "volumes": [{"name": BIN_VOLUME, "emptyDir": {}}],
         });
+        if let Some(secret) = &spec.image_pull_secret {
+            pod_spec["imagePullSecrets"] = json!([{ "name": secret }]);
+        }
         if let Some(p) = &spec.platform {
             pod_spec["nodeSelector"] =
                 json!({"kubernetes.io/os": p.os, "kubernetes.io/arch": p.arch});
@@ -336,9 +353,18 @@ pub fn to_sandbox(bs: &BatchSandbox) -> Sandbox {
             })
         });
     let metadata = user_metadata(bs);
+    let snapshot_id = bs
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SNAPSHOT_ID))
+        .cloned();
     Sandbox {
         id,
-        image: image.map(|uri| ImageRef { uri }),
+        image: image
+            .filter(|_| snapshot_id.is_none())
+            .map(|uri| ImageRef { uri }),
+        snapshot_id,
         platform,
         status: sandbox_status(bs),
         metadata: (!metadata.is_empty()).then_some(metadata),
@@ -371,6 +397,8 @@ mod tests {
             expires_at: None,
             pool_ref: None,
             access_token: None,
+            snapshot_id: None,
+            image_pull_secret: None,
         }
     }
 
