@@ -95,7 +95,8 @@ CASES: dict[str, dict] = {
             "podLabels": {"team": "sandbox"},
             "priorityClassName": "system-cluster-critical",
             "snapshot": {"registry": "registry.example.com/snapshots", "pushSecret": "push",
-                         "resumePullSecret": "pull", "imageCommitterImage": "committer:1", "registryInsecure": True},
+                         "resumePullSecret": "pull", "imageCommitterImage": "committer:1", "registryInsecure": True,
+                         "containerdSocketPath": "/run/k3s/containerd/containerd.sock"},
         },
         "server": {"image": {"repository": "opensandbox/server", "tag": "v0.1.14"}, "replicas": 2,
                    "config": {"server": {"port": 9090, "logLevel": "DEBUG"},
@@ -552,6 +553,7 @@ def test_extras():
     assert flag(case, "resume-pull-secret") == "pull"
     assert flag(case, "image-committer-image") == "committer:1"
     assert flag(case, "snapshot-registry-insecure") == "true"
+    assert flag(case, "containerd-socket-path") == "/run/k3s/containerd/containerd.sock"
     assert c["args"][-1] == "--foo=bar"
     assert {"name": "EXTRA", "value": "1"} in c["env"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8081, "api": 9090}

@@ -35,7 +35,8 @@
     "snapshot-push-secret" $snap.pushSecret
     "resume-pull-secret" $snap.resumePullSecret
     "image-committer-image" $snap.imageCommitterImage
-    "commit-job-timeout" $snap.commitJobTimeout -}}
+    "commit-job-timeout" $snap.commitJobTimeout
+    "containerd-socket-path" $snap.containerdSocketPath -}}
 {{- if $value -}}
 {{- $args = append $args (printf "--%s=%s" $flag $value) -}}
 {{- end -}}
