@@ -6,8 +6,7 @@
 //! cache shows the new sandbox, its pods are held as a reservation, so neither a turn nor
 //! another reservation can hand them out again.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -17,7 +16,6 @@ use thiserror::Error;
 
 use super::{PoolActor, Wake};
 use crate::actors::allocation::SandboxView;
-use crate::cache::PodInfo;
 use crate::crd::ledger::{PodList, endpoints_annotation};
 use crate::crd::{BatchSandbox, keys};
 
@@ -101,43 +99,47 @@ pub(super) fn with_allocation(
 impl PoolActor {
     /// Takes `n` spare pods with their IPs, or none if there are fewer. The spare list is
     /// computed once per turn; each pod taken is checked against the cache again (still
-    /// Ready, not terminating, not marked for eviction).
+    /// Ready, not terminating, not marked for eviction or frozen), and pods that no longer
+    /// qualify are dropped from the list as they are met.
     fn take_spare(&mut self, n: usize) -> Option<Vec<(String, String)>> {
+        if n == 0 {
+            return None;
+        }
         if self.spare.is_none() {
             let work = self.prepare()?;
             self.spare = Some(work.spare);
         }
-        let pods: HashMap<String, Arc<PodInfo>> = self
-            .ctx
-            .cache
-            .pods_of_pool(&self.key)
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
-        let usable = |name: &String| {
-            pods.get(name)
-                .filter(|p| {
-                    p.ready
-                        && !p.deleting
-                        && !p.evict
-                        && !p.freeze_requested
-                        && !p.frozen
-                        && !self.deleted.contains_key(name)
-                })
-                .and_then(|p| p.pod_ip.clone())
+        let cache = self.ctx.cache.clone();
+        let namespace = self.key.0.clone();
+        let deleted = &self.deleted;
+        let usable = |name: &str| -> Option<String> {
+            let pod = cache.pod(&(namespace.clone(), name.to_string()))?;
+            let ok = pod.ready
+                && !pod.deleting
+                && !pod.evict
+                && !pod.freeze_requested
+                && !pod.frozen
+                && !deleted.contains_key(name);
+            if ok { pod.pod_ip.clone() } else { None }
         };
-        let spare = self.spare.as_ref()?;
-        let ok: Vec<(String, String)> = spare
-            .iter()
-            .filter_map(|name| usable(name).map(|ip| (name.clone(), ip)))
-            .collect();
-        if n == 0 || ok.len() < n {
+        let spare = self.spare.as_mut()?;
+        let mut taken = Vec::with_capacity(n);
+        let mut i = 0;
+        while taken.len() < n && i < spare.len() {
+            match usable(&spare[i]) {
+                Some(ip) => {
+                    taken.push((spare[i].clone(), ip));
+                    i += 1;
+                }
+                None => {
+                    spare.remove(i);
+                }
+            }
+        }
+        if taken.len() < n {
             return None;
         }
-        let taken: Vec<(String, String)> = ok.into_iter().take(n).collect();
-        if let Some(spare) = self.spare.as_mut() {
-            spare.retain(|p| !taken.iter().any(|(t, _)| t == p) && usable(p).is_some());
-        }
+        spare.drain(..i);
         Some(taken)
     }
 }
