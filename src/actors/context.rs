@@ -21,6 +21,10 @@ pub struct ActorConfig {
     pub field_manager: String,
     /// How pauses take snapshots (commit Jobs, or freezing in place in standalone mode).
     pub snapshot: super::snapshot_policy::SnapshotConfig,
+    /// Pause between a pool's back-to-back turns: under churn, changes that arrive while a
+    /// turn runs are batched into the next one instead of each costing a full pass. A turn
+    /// on a quiet pool still starts at once.
+    pub pool_turn_gap: Duration,
 }
 
 impl Default for ActorConfig {
@@ -30,6 +34,7 @@ impl Default for ActorConfig {
             expectation_timeout: Duration::from_secs(60),
             field_manager: "opensandbox-controller".to_string(),
             snapshot: Default::default(),
+            pool_turn_gap: Duration::from_millis(5),
         }
     }
 }

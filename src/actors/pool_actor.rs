@@ -616,9 +616,26 @@ impl PoolActor {
                 .observe(started.elapsed().as_secs_f64());
             act.running = false;
             if std::mem::take(&mut act.again) {
-                act.start_turn(ctx);
+                act.start_turn_after_gap(ctx);
             }
         }));
+    }
+
+    /// Runs the next turn after the configured gap, holding the actor "running" meanwhile
+    /// so further wake-ups only mark it again.
+    fn start_turn_after_gap(&mut self, ctx: &mut Context<Self>) {
+        let gap = self.ctx.config.pool_turn_gap;
+        if gap.is_zero() {
+            self.start_turn(ctx);
+            return;
+        }
+        self.running = true;
+        ctx.run_later(gap, |act, ctx| {
+            // This turn reads the latest cache, so wake-ups during the gap are covered.
+            act.running = false;
+            act.again = false;
+            act.start_turn(ctx);
+        });
     }
 }
 
