@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::proxy::relay_response;
+use super::proxy::{HOP_BY_HOP, relay_response};
 use crate::actors::leader::{LeaderGate, LeaderState};
 
 /// Marks a request relayed by a follower (its value: the follower's identity). A replica
@@ -32,20 +32,9 @@ pub const NOT_LEADER_HEADER: &str = "x-opensandbox-not-leader";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Hop-by-hop headers, and the ones we rebuild. `Host` stays: the leader builds
+/// Besides the hop-by-hop headers, the ones we rebuild. `Host` stays: the leader builds
 /// client-facing URLs (the server-proxy endpoint) from it.
-const DROP_REQUEST: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    FORWARDED_BY_HEADER,
-];
+const DROP_REQUEST: &[&str] = &["content-length", FORWARDED_BY_HEADER];
 
 /// This replica's place in leader election, as the API needs it.
 #[derive(Clone)]
@@ -217,7 +206,8 @@ async fn attempt(req: &ServiceRequest, address: &str, identity: &str, body: Byte
         builder = builder.header("host", &authority);
     }
     for (name, value) in req.headers() {
-        if !DROP_REQUEST.contains(&name.as_str()) {
+        let n = name.as_str();
+        if !HOP_BY_HOP.contains(&n) && !DROP_REQUEST.contains(&n) {
             builder = builder.header(name.as_str(), value.as_bytes());
         }
     }

@@ -22,9 +22,8 @@ use super::sandboxes::{parse_port, resolve_ip};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Request headers never forwarded: hop-by-hop, credentials, and forwarding headers we rebuild.
-const DROP_REQUEST: &[&str] = &[
-    "host",
+/// Hop-by-hop headers: they describe one connection and are never relayed.
+pub(super) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -33,6 +32,12 @@ const DROP_REQUEST: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+];
+
+/// Request headers never forwarded besides the hop-by-hop ones: credentials, and the
+/// forwarding headers we rebuild.
+const DROP_REQUEST: &[&str] = &[
+    "host",
     "authorization",
     "cookie",
     "open-sandbox-api-key",
@@ -45,18 +50,7 @@ const DROP_REQUEST: &[&str] = &[
     "opensandbox-access-renew",
 ];
 
-const DROP_RESPONSE: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "server",
-    "content-length",
-];
+const DROP_RESPONSE: &[&str] = &["server", "content-length"];
 
 fn backend_error(status: StatusCode, code: &str, message: String) -> ApiError {
     ApiError::new(status, code, message)
@@ -98,7 +92,7 @@ pub async fn proxy(
         .uri(&uri);
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if DROP_REQUEST.contains(&n) || listed.iter().any(|l| l == n) {
+        if HOP_BY_HOP.contains(&n) || DROP_REQUEST.contains(&n) || listed.iter().any(|l| l == n) {
             continue;
         }
         builder = builder.header(n, value.as_bytes());
@@ -253,7 +247,7 @@ pub(super) fn relay_response(
         .collect();
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if DROP_RESPONSE.contains(&n) || listed.iter().any(|l| l == n) {
+        if HOP_BY_HOP.contains(&n) || DROP_RESPONSE.contains(&n) || listed.iter().any(|l| l == n) {
             continue;
         }
         if n == "location"
