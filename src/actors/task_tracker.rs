@@ -563,23 +563,12 @@ mod tests {
                 name: name.into(),
                 uid: format!("uid-{name}"),
                 resource_version: "1".into(),
-                pool: None,
-                revision: None,
-                evict: false,
-                batch_sandbox: None,
                 pod_index: index,
-                owner: None,
                 created: chrono::Utc::now(),
-                deleting: false,
-                restart_record: None,
-                freeze_requested: false,
-                frozen: false,
-                node_name: None,
                 phase: "Running".into(),
                 pod_ip: Some("127.0.0.9".into()),
                 ready: true,
-                ready_since: None,
-                containers: vec![],
+                ..Default::default()
             })
         };
         let pods = vec![p("x-1", Some(1)), p("x-0", Some(0))];

@@ -31,7 +31,7 @@ pub struct ContainerState {
 }
 
 /// What the controller knows about one of its pods.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,

@@ -64,19 +64,13 @@ fn pod(name: &str, ready: bool) -> Arc<PodInfo> {
         name: name.into(),
         uid: format!("uid-{name}"),
         resource_version: "1".into(),
-        pool: None,
-        revision: None,
-        evict: false,
         batch_sandbox: Some("bs".into()),
         pod_index: Some(0),
-        owner: None,
         created: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        deleting: false,
         node_name: Some("node".into()),
         phase: "Running".into(),
         pod_ip: Some("10.0.0.1".into()),
         ready,
-        ready_since: None,
         containers: vec![ContainerState {
             name: "main".into(),
             container_id: None,
@@ -84,9 +78,7 @@ fn pod(name: &str, ready: bool) -> Arc<PodInfo> {
             restarts: 0,
             waiting_reason: None,
         }],
-        restart_record: None,
-        freeze_requested: false,
-        frozen: false,
+        ..Default::default()
     })
 }
 

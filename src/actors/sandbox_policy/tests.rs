@@ -36,9 +36,6 @@ pub(super) fn pod(name: &str, index: Option<u32>) -> PodInfo {
         name: name.into(),
         uid: format!("uid-{name}"),
         resource_version: "1".into(),
-        pool: None,
-        revision: None,
-        evict: false,
         batch_sandbox: Some("bs".into()),
         pod_index: index,
         owner: Some(OwnerRef {
@@ -47,16 +44,8 @@ pub(super) fn pod(name: &str, index: Option<u32>) -> PodInfo {
             uid: "bs-uid".into(),
         }),
         created: t0(),
-        deleting: false,
-        node_name: None,
         phase: "Pending".into(),
-        pod_ip: None,
-        ready: false,
-        ready_since: None,
-        containers: vec![],
-        restart_record: None,
-        freeze_requested: false,
-        frozen: false,
+        ..Default::default()
     }
 }
 

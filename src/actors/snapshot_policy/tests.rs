@@ -70,19 +70,13 @@ fn running_pod(frozen: bool) -> Arc<PodInfo> {
         name: "bs-0".into(),
         uid: "u".into(),
         resource_version: "1".into(),
-        pool: None,
-        revision: None,
-        evict: false,
         batch_sandbox: Some("bs".into()),
         pod_index: Some(0),
-        owner: None,
         created: t(0),
-        deleting: false,
         node_name: Some("node-a".into()),
         phase: "Running".into(),
         pod_ip: Some("10.0.0.1".into()),
         ready: true,
-        ready_since: None,
         containers: vec![ContainerState {
             name: "main".into(),
             container_id: None,
@@ -90,9 +84,9 @@ fn running_pod(frozen: bool) -> Arc<PodInfo> {
             restarts: 0,
             waiting_reason: None,
         }],
-        restart_record: None,
         freeze_requested: frozen,
         frozen,
+        ..Default::default()
     })
 }
 
