@@ -7,10 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{api_server, eventually, kubelet, pool_json};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use common::{api_server, eventually, free_addr, http_json, kubelet, pool_json};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::PostParams;
@@ -23,11 +20,6 @@ use serde_json::{Value, json};
 const KEY: &str = "failover-key";
 const LEASE: &str = "opensandbox-controller-leader";
 const T: Duration = Duration::from_secs(20);
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 struct Replica {
     identity: String,
@@ -78,7 +70,7 @@ async fn holder(s: &ApiServer) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// One HTTP/1.1 call; returns the status, the headers and the JSON body (Null if empty).
+/// One call with the API key (unless `extra` brings its own).
 async fn call(
     addr: SocketAddr,
     method: &str,
@@ -86,37 +78,11 @@ async fn call(
     body: Option<Value>,
     extra: &[(&str, &str)],
 ) -> (u16, http::HeaderMap, Value) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string())
-        .header("content-type", "application/json");
+    let mut headers = extra.to_vec();
     if !extra.iter().any(|(k, _)| *k == "open-sandbox-api-key") {
-        req = req.header("open-sandbox-api-key", KEY);
+        headers.push(("open-sandbox-api-key", KEY));
     }
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(bytes))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-    };
-    (status, headers, json)
+    http_json(addr, method, path, &headers, body).await
 }
 
 /// Kubernetes writes (anything but reads) a replica made to one resource.

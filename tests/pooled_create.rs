@@ -8,10 +8,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{api_server, eventually, kubelet, pool_json};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use common::{api_server, eventually, free_addr, http_json, kubelet, pool_json};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use opensandbox::crd::ledger::Ledger;
@@ -25,10 +22,7 @@ const AGENT: &str = "opensandbox-manager/solo";
 const T: Duration = Duration::from_secs(20);
 
 async fn manager(s: &ApiServer) -> (Manager, SocketAddr) {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let opts = ManagerOptions {
         identity: "solo".into(),
         api: Some((
@@ -47,26 +41,11 @@ async fn manager(s: &ApiServer) -> (Manager, SocketAddr) {
 }
 
 async fn create(addr: SocketAddr, pool: &str) -> (u16, Value) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let body = json!({"extensions": {"poolRef": pool}, "timeout": 600,
                       "entrypoint": ["tail", "-f", "/dev/null"], "image": {"uri": "busybox:1.36"},
                       "resourceLimits": {"cpu": "100m", "memory": "64Mi"}});
-    let req = http::Request::post("/v1/sandboxes")
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let (status, _, answer) = http_json(addr, "POST", "/v1/sandboxes", &[], Some(body)).await;
+    (status, answer)
 }
 
 async fn start_pool(s: &ApiServer, m: &Manager, pool: Value, available: i32) {
