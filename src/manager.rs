@@ -151,12 +151,15 @@ impl Manager {
             let wiring = Wiring {
                 leadership,
                 actors: Some(ctx.directory.clone()),
+                snapshot_strategy: opts.actors.snapshot.strategy,
+                restore_pull_secret: opts.actors.snapshot.resume_pull_secret.clone(),
             };
-            let state = web::Data::new(
-                LifecycleState::wired(client.clone(), cache.clone(), config.clone(), wiring)
-                    .with_snapshot_strategy(opts.actors.snapshot.strategy)
-                    .with_restore_pull_secret(opts.actors.snapshot.resume_pull_secret.clone()),
-            );
+            let state = web::Data::new(LifecycleState::wired(
+                client.clone(),
+                cache.clone(),
+                config.clone(),
+                wiring,
+            ));
             let srv = lifecycle_server(*addr, state, 2).map_err(|source| ManagerError::Listen {
                 addr: *addr,
                 source,

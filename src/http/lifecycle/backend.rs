@@ -176,18 +176,16 @@ impl Backend {
         self.writer.check()?;
         let bs: BatchSandbox =
             serde_json::from_value(manifest).map_err(|e| ApiError::kube("build sandbox", e))?;
-        let reserved = match self.reserve(&bs).await {
+        // The pool's actor creates it holding idle pods when it can; otherwise (no actors
+        // here, no idle pod, the actor just stopped) it is created plainly.
+        let result = match self.reserve(&bs).await {
             Ok(Some(created)) => return Ok(created),
-            Ok(None) => None,
-            Err(e) => Some(e),
-        };
-        let result = match reserved {
-            Some(ReserveError::Create(e)) => Err(e),
-            Some(ReserveError::NotLeader) => {
+            Err(ReserveError::NotLeader) => {
                 return Err(ApiError::not_leader(&self.writer.identity));
             }
-            Some(ReserveError::UnknownPool(p)) => return Err(ApiError::pool_not_found(&p)),
-            Some(ReserveError::ActorGone) | None => {
+            Err(ReserveError::UnknownPool(p)) => return Err(ApiError::pool_not_found(&p)),
+            Err(ReserveError::Create(e)) => Err(e),
+            Ok(None) | Err(ReserveError::ActorGone) => {
                 self.sandboxes_api()
                     .create(&PostParams::default(), &bs)
                     .await

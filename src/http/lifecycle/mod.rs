@@ -52,6 +52,10 @@ pub struct Wiring {
     /// The running actors: pooled creates go to the pool's actor, which hands out idle
     /// pods in the create itself.
     pub actors: Option<ActorDirectory>,
+    /// How the controller takes snapshots: user snapshots need commits to a registry.
+    pub snapshot_strategy: crate::actors::snapshot_policy::SnapshotStrategy,
+    /// The Secret restored sandboxes pull snapshot images with (`--resume-pull-secret`).
+    pub restore_pull_secret: Option<String>,
 }
 
 impl LifecycleState {
@@ -85,23 +89,9 @@ impl LifecycleState {
             config,
             backend,
             leadership: wiring.leadership,
-            snapshot_strategy: Default::default(),
-            restore_pull_secret: None,
+            snapshot_strategy: wiring.snapshot_strategy,
+            restore_pull_secret: wiring.restore_pull_secret.filter(|s| !s.is_empty()),
         }
-    }
-
-    pub fn with_snapshot_strategy(
-        mut self,
-        strategy: crate::actors::snapshot_policy::SnapshotStrategy,
-    ) -> Self {
-        self.snapshot_strategy = strategy;
-        self
-    }
-
-    /// The Secret restored sandboxes pull snapshot images with (`--resume-pull-secret`).
-    pub fn with_restore_pull_secret(mut self, secret: Option<String>) -> Self {
-        self.restore_pull_secret = secret.filter(|s| !s.is_empty());
-        self
     }
 }
 
