@@ -1059,3 +1059,35 @@ impl Handler<Stop> for PoolActor {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_pod_is_drained_like_an_evicted_one() {
+        let base = PodInfo {
+            name: "p".into(),
+            ready: true,
+            phase: "Running".into(),
+            ..Default::default()
+        };
+        assert!(!pod_view(&base).evict_label);
+        for frozen in [
+            PodInfo {
+                frozen: true,
+                ..base.clone()
+            },
+            PodInfo {
+                freeze_requested: true,
+                ..base.clone()
+            },
+            PodInfo {
+                evict: true,
+                ..base.clone()
+            },
+        ] {
+            assert!(pod_view(&frozen).evict_label, "{frozen:?}");
+        }
+    }
+}
