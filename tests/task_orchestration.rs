@@ -590,3 +590,174 @@ async fn a_shard_patch_that_breaks_the_task_is_a_spec_error_with_its_field_path(
     let failed = condition_message(&st, "TaskFailed");
     assert!(failed.starts_with("shard 1 (task typo-1"), "{failed}");
 }
+
+async fn annotation(s: &ApiServer, name: &str, key: &str) -> Option<String> {
+    api::<BatchSandbox>(s)
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .and_then(|a| a.get(key).cloned())
+}
+
+async fn ledger_pods(s: &ApiServer, name: &str) -> Vec<String> {
+    let bs = api::<BatchSandbox>(s).get(name).await.unwrap();
+    Ledger::from_annotations(bs.metadata.annotations.as_ref())
+        .unwrap()
+        .status
+        .pods
+}
+
+#[actix_rt::test]
+async fn release_hands_finished_pods_back_to_the_pool_without_refilling() {
+    let s = api_server().await;
+    let node = Node::start(&s);
+    let m1 = Manager::start(&s, "m1", None).await;
+    api::<opensandbox::crd::Pool>(&s)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json("rel", 3, 3, 0, 8)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let available = |s: &ApiServer| {
+        let s = s.client();
+        async move {
+            Api::<opensandbox::crd::Pool>::namespaced(s, "default")
+                .get("rel")
+                .await
+                .unwrap()
+                .status
+                .map(|st| st.available)
+                .unwrap_or_default()
+        }
+    };
+    eventually("pool warm", T, || async { available(&s).await == 3 }).await;
+    // Shard 0 finishes at once, shard 1 fails, shard 2 takes a while.
+    let mut body = task_sandbox(
+        "released",
+        3,
+        json!({"command": ["sh", "-c", "case $SHARD in 0) exit 0;; 1) exit 3;; *) sleep 3;; esac"]}),
+        shard_env_patches(3),
+    );
+    body["spec"]["poolRef"] = json!("rel");
+    body["spec"]["taskResourcePolicyWhenCompleted"] = json!("Release");
+    body["spec"].as_object_mut().unwrap().remove("template");
+    create(&s, body).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + T;
+    // While shard 2 still runs, shards 0 and 1 have given their pods back: their slots stay
+    // empty, the pool refills its buffer, and the sandbox never gets a fourth pod.
+    loop {
+        let ledger = ledger_pods(&s, "released").await;
+        seen.extend(ledger.iter().filter(|p| !p.is_empty()).cloned());
+        let st = status(&s, "released").await;
+        if ledger.len() == 3 && ledger[0].is_empty() && ledger[1].is_empty() && st.task_running == 1
+        {
+            assert_eq!(counters(&st), [0, 1, 1, 1, 0]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards 0 and 1 were not released: {ledger:?} {st:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = wait_status(&s, "released", "every task finished", |st| {
+        st.task_succeed == 2 && st.task_failed == 1
+    })
+    .await;
+    assert_eq!(st.phase, Some(SandboxPhase::Failed), "shard 1 failed");
+    eventually("every replica retired", T, || async {
+        ledger_pods(&s, "released").await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        annotation(
+            &s,
+            "released",
+            opensandbox::crd::keys::ANNOTATION_RELEASED_TASKS
+        )
+        .await
+        .as_deref(),
+        Some(r#"{"0":"SUCCEED","1":"FAILED","2":"SUCCEED"}"#)
+    );
+    eventually("the pool has its buffer back", T, || async {
+        available(&s).await == 3
+    })
+    .await;
+    assert_eq!(seen.len(), 3, "no slot was refilled: {seen:?}");
+    // A new controller keeps the results and does not refill the retired slots.
+    m1.kill();
+    let _m2 = Manager::start(&s, "m2", None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = status(&s, "released").await;
+    assert_eq!(counters(&st), [0, 0, 2, 1, 0]);
+    assert!(ledger_pods(&s, "released").await.is_empty());
+    api::<BatchSandbox>(&s)
+        .delete("released", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("sandbox gone", T, || async {
+        api::<BatchSandbox>(&s)
+            .get_opt("released")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    drop(node);
+}
+
+#[actix_rt::test]
+async fn release_in_template_mode_deletes_finished_pods_for_good() {
+    let s = api_server().await;
+    let node = Node::start(&s);
+    let _m = Manager::start(&s, "m1", None).await;
+    let mut body = task_sandbox(
+        "tpl-release",
+        2,
+        json!({"command": ["sh", "-c", "[ $SHARD = 0 ] || sleep 2"]}),
+        shard_env_patches(2),
+    );
+    body["spec"]["taskResourcePolicyWhenCompleted"] = json!("Release");
+    create(&s, body).await;
+    let pods_of = || async {
+        api::<Pod>(&s)
+            .list(&ListParams::default().labels(&format!(
+                "{}=tpl-release",
+                opensandbox::crd::keys::LABEL_BATCH_SANDBOX_NAME
+            )))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "replica 0's pod released while replica 1 runs",
+        T,
+        || async {
+            let st = status(&s, "tpl-release").await;
+            pods_of().await == vec!["tpl-release-1".to_string()] && st.task_running == 1
+        },
+    )
+    .await;
+    let st = wait_status(&s, "tpl-release", "2 tasks Succeed", |st| {
+        st.task_succeed == 2
+    })
+    .await;
+    assert_eq!(st.phase, Some(SandboxPhase::Succeed));
+    eventually("every pod released", T, || async {
+        pods_of().await.is_empty()
+    })
+    .await;
+    // Not recreated.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(pods_of().await.is_empty());
+    assert_eq!(counters(&status(&s, "tpl-release").await), [0, 0, 2, 0, 0]);
+    drop(node);
+}

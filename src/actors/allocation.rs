@@ -3,13 +3,17 @@
 //! writes and releases.
 //!
 //! Protocol (simpler than upstream's alloc-release / alloc-released handshake): the
-//! `alloc-status` ledger lists the pods a sandbox holds *now*, in pod-index order. The pool
+//! `alloc-status` ledger lists the pods a sandbox holds *now*, positionally: entry i is
+//! replica i's pod, `""` keeps the place of a replica without a pod. The pool
 //! removes a pod from a ledger when it releases it and recycles the pod before (Delete) or
 //! with (Noop) the ledger write, so a pod is never idle and dirty at the same time. Requests
 //! in `alloc-release` (written by task orchestration or the upstream server) are honoured and
-//! cleared in the same write.
+//! cleared in the same write. Replicas retired after their task finished
+//! (`taskResourcePolicyWhenCompleted: Release`) give their pod back and are never refilled.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::crd::ledger::is_empty_slot;
 
 /// One sandbox of the pool, as the allocator sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,9 +21,13 @@ pub struct SandboxView {
     pub name: String,
     pub replicas: u32,
     pub deleting: bool,
-    /// `alloc-status` pods in index order (for a malformed ledger: every pool pod name that
-    /// appears in the raw annotation, so none of them is ever handed to someone else).
+    /// `alloc-status` pods in index order, `""` for an empty slot (for a malformed ledger:
+    /// every pool pod name that appears in the raw annotation, so none of them is ever handed
+    /// to someone else).
     pub ledger: Vec<String>,
+    /// Replica indexes retired after their task finished: their pods go back, their slots
+    /// stay empty.
+    pub retired: BTreeSet<u32>,
     /// `alloc-release` requests.
     pub release_requests: Vec<String>,
     pub has_finalizer: bool,
@@ -67,8 +75,20 @@ pub struct AllocationPlan {
 pub fn held_pods(sandboxes: &[SandboxView]) -> HashSet<String> {
     sandboxes
         .iter()
-        .flat_map(|s| s.ledger.iter().cloned())
+        .flat_map(|s| s.ledger.iter().filter(|p| !is_empty_slot(p)).cloned())
         .collect()
+}
+
+impl SandboxView {
+    fn is_retired(&self, index: usize) -> bool {
+        u32::try_from(index).is_ok_and(|i| self.retired.contains(&i))
+    }
+
+    /// Replicas that want a pod: `replicas` less the retired ones.
+    fn wanted(&self) -> u32 {
+        let retired = self.retired.range(..self.replicas).count() as u32;
+        self.replicas.saturating_sub(retired)
+    }
 }
 
 /// Slots the sandboxes want filled beyond the alive pods they hold (the pool's demand).
@@ -80,12 +100,20 @@ pub fn demand(sandboxes: &[SandboxView], pods: &HashMap<String, PodState>) -> u3
             let alive = s
                 .ledger
                 .iter()
-                .filter(|p| !s.release_requests.contains(p))
-                .filter(|p| pods.get(*p).is_some_and(|st| st.alive))
+                .enumerate()
+                .filter(|(i, p)| !s.is_retired(*i) && !s.release_requests.contains(p))
+                .filter(|(_, p)| pods.get(*p).is_some_and(|st| st.alive))
                 .count() as u32;
-            s.replicas.saturating_sub(alive)
+            s.wanted().saturating_sub(alive)
         })
         .sum()
+}
+
+/// One replica's place in a ledger being planned.
+enum Slot {
+    Pod(String),
+    Empty,
+    Retired,
 }
 
 /// Plans ledger writes. `sandboxes` must be in service order (oldest first);
@@ -116,48 +144,74 @@ pub fn plan(
             Vec::new()
         } else {
             // Keep alive pods in place; a dead or released slot is refilled in place so pod
-            // indexes stay stable; extra slots beyond `replicas` are released from the end.
-            let mut slots: Vec<Option<String>> = s
+            // indexes stay stable; a retired slot stays empty; extra slots beyond `replicas`
+            // are released from the end.
+            let mut recycle = |p: &String| {
+                if pods.contains_key(p) {
+                    released.push(p.clone());
+                }
+            };
+            let mut slots: Vec<Slot> = s
                 .ledger
                 .iter()
-                .map(|p| {
-                    if s.release_requests.contains(p) {
-                        if pods.contains_key(p) {
-                            released.push(p.clone());
+                .enumerate()
+                .map(|(i, p)| {
+                    if is_empty_slot(p) {
+                        if s.is_retired(i) {
+                            Slot::Retired
+                        } else {
+                            Slot::Empty
                         }
-                        None
-                    } else if alive(p) {
-                        Some(p.clone())
-                    } else {
+                    } else if s.is_retired(i) {
+                        recycle(p);
+                        Slot::Retired
+                    } else if s.release_requests.contains(p) || !alive(p) {
                         // A failed pod still exists: recycle it while its slot is refilled.
-                        if pods.contains_key(p) {
-                            released.push(p.clone());
-                        }
-                        None
+                        recycle(p);
+                        Slot::Empty
+                    } else {
+                        Slot::Pod(p.clone())
                     }
                 })
                 .collect();
             let want = s.replicas as usize;
             while slots.len() > want {
-                if let Some(Some(p)) = slots.pop() {
+                if let Some(Slot::Pod(p)) = slots.pop() {
                     released.push(p);
                 }
             }
-            slots.resize(want, None);
-            for slot in slots.iter_mut().filter(|s| s.is_none()) {
+            while slots.len() < want {
+                slots.push(if s.is_retired(slots.len()) {
+                    Slot::Retired
+                } else {
+                    Slot::Empty
+                });
+            }
+            for slot in slots.iter_mut().filter(|s| matches!(s, Slot::Empty)) {
                 match free.next() {
                     Some(p) => {
                         newly.push(p.clone());
-                        *slot = Some(p);
+                        *slot = Slot::Pod(p);
                     }
                     None => out.unmet += 1,
                 }
             }
-            // Unfilled slots stay empty: the ledger lists current pods only.
-            slots.into_iter().flatten().collect()
+            let mut ledger: Vec<String> = slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Pod(p) => p,
+                    Slot::Empty | Slot::Retired => String::new(),
+                })
+                .collect();
+            // Trailing empty slots carry no position: the ledger ends with its last pod.
+            while ledger.last().is_some_and(|p| is_empty_slot(p)) {
+                ledger.pop();
+            }
+            ledger
         };
         let clear_release = !s.release_requests.is_empty();
-        let add_finalizer = !s.deleting && !next.is_empty() && !s.has_finalizer;
+        let add_finalizer =
+            !s.deleting && next.iter().any(|p| !is_empty_slot(p)) && !s.has_finalizer;
         let remove_finalizer = s.deleting && s.has_finalizer;
         if next != s.ledger || clear_release || add_finalizer || remove_finalizer {
             out.writes.push(LedgerWrite {
@@ -180,7 +234,7 @@ pub fn find_double_allocations(ledgers: &BTreeMap<String, Vec<String>>) -> Vec<S
     let mut seen = HashSet::new();
     let mut dup = Vec::new();
     for pods in ledgers.values() {
-        for p in pods {
+        for p in pods.iter().filter(|p| !is_empty_slot(p)) {
             if !seen.insert(p.clone()) {
                 dup.push(p.clone());
             }
@@ -203,6 +257,7 @@ mod tests {
             has_finalizer: !ledger.is_empty(),
             malformed: false,
             stopping_tasks: false,
+            retired: BTreeSet::new(),
         }
     }
 
@@ -338,6 +393,54 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_replica_gives_its_pod_back_and_is_never_refilled() {
+        let p = pods(&["a", "b", "c", "d"], &[]);
+        let mut s = sb("x", 3, &["a", "b", "c"]);
+        s.retired = BTreeSet::from([1]);
+        let first = plan(std::slice::from_ref(&s), &p, &names(&["d"]));
+        assert_eq!(first.writes[0].ledger, names(&["a", "", "c"]));
+        assert_eq!(first.writes[0].endpoints[1], "");
+        assert_eq!(first.released, names(&["b"]));
+        assert!(first.writes[0].newly_allocated.is_empty());
+        s.ledger = first.writes[0].ledger.clone();
+        let p = pods(&["a", "c", "d"], &[]);
+        let next = plan(std::slice::from_ref(&s), &p, &names(&["d"]));
+        assert!(
+            next.writes.is_empty() && next.released.is_empty(),
+            "{next:?}"
+        );
+        assert_eq!(demand(std::slice::from_ref(&s), &p), 0);
+        assert!(!held_pods(std::slice::from_ref(&s)).contains(""));
+    }
+
+    #[test]
+    fn every_replica_retired_leaves_an_empty_ledger_and_no_demand() {
+        let p = pods(&["a", "b"], &[]);
+        let mut s = sb("x", 2, &["a", "b"]);
+        s.retired = BTreeSet::from([0, 1]);
+        let out = plan(std::slice::from_ref(&s), &p, &names(&["c"]));
+        assert!(out.writes[0].ledger.is_empty());
+        assert_eq!(out.released, names(&["a", "b"]));
+        assert_eq!(out.unmet, 0);
+        assert_eq!(demand(std::slice::from_ref(&s), &pods(&[], &[])), 0);
+    }
+
+    #[test]
+    fn an_empty_slot_keeps_the_positions_after_it() {
+        // "b" died and no pod is free: "c" stays replica 2.
+        let p = pods(&["a", "c"], &["b"]);
+        let out = plan(&[sb("x", 3, &["a", "b", "c"])], &p, &[]);
+        assert_eq!(out.writes[0].ledger, names(&["a", "", "c"]));
+        assert_eq!(out.unmet, 1);
+        let refill = plan(
+            &[sb("x", 3, &["a", "", "c"])],
+            &pods(&["a", "c", "d"], &[]),
+            &names(&["d"]),
+        );
+        assert_eq!(refill.writes[0].ledger, names(&["a", "d", "c"]));
+    }
+
+    #[test]
     fn steady_state_writes_nothing() {
         let p = pods(&["a", "b"], &[]);
         let plan = plan(&[sb("x", 2, &["a", "b"])], &p, &[]);
@@ -362,7 +465,7 @@ mod tests {
                         SandboxView {
                             name: name.clone(), replicas: *r, deleting: *del && turn > 0,
                             ledger: ledgers.get(&name).cloned().unwrap_or_default(),
-                            release_requests: vec![], has_finalizer: true, malformed: false, stopping_tasks: false,
+                            release_requests: vec![], has_finalizer: true, malformed: false, stopping_tasks: false, retired: BTreeSet::new(),
                         }
                     }).collect();
                     let held = held_pods(&views);

@@ -231,6 +231,7 @@ impl PoolActor {
                         .any(|f| f == keys::FINALIZER_POOL_ALLOCATION),
                     malformed,
                     stopping_tasks: finalizers.iter().any(|f| f == keys::FINALIZER_TASK_CLEANUP),
+                    retired: bs.released_tasks().0.into_keys().collect(),
                 },
                 bs.resource_version().unwrap_or_default(),
                 finalizers,
@@ -860,7 +861,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
 fn alloc_taken(ledgers: &[(LedgerWrite, String, Vec<String>)]) -> HashSet<String> {
     ledgers
         .iter()
-        .flat_map(|(w, _, _)| w.ledger.iter().cloned())
+        .flat_map(|(w, _, _)| w.ledger.iter().filter(|p| !p.is_empty()).cloned())
         .collect()
 }
 

@@ -42,6 +42,8 @@ pub struct SandboxActor {
     delete_issued: bool,
     tasks: TaskTracker,
     task_timer: Option<SpawnHandle>,
+    /// The last `released-tasks` value written (the cache may not show it yet).
+    released_tasks_written: Option<String>,
 }
 
 impl SandboxActor {
@@ -59,6 +61,7 @@ impl SandboxActor {
             delete_issued: false,
             tasks: TaskTracker::default(),
             task_timer: None,
+            released_tasks_written: None,
         }
     }
 }
@@ -84,6 +87,7 @@ struct TurnWork {
     endpoints: Option<Vec<String>>,
     status: Option<BatchSandboxStatus>,
     task_finalizer: Option<tasks::FinalizerEdit>,
+    released_tasks: Option<String>,
     pause: PauseWork,
 }
 
@@ -92,6 +96,7 @@ struct TurnOutcome {
     created: Vec<String>,
     endpoints: Option<Vec<String>>,
     status: Option<BatchSandboxStatus>,
+    released_tasks: Option<String>,
     deleted_sandbox: bool,
     retry: bool,
 }
@@ -314,6 +319,9 @@ impl SandboxActor {
                     if out.status.is_some() {
                         act.last_status = out.status;
                     }
+                    if out.released_tasks.is_some() {
+                        act.released_tasks_written = out.released_tasks;
+                    }
                     if out.deleted_sandbox {
                         act.delete_issued = true;
                     }
@@ -344,6 +352,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     if tasks::write_task_finalizer(&api, &pp, &mut work, &mut out).await {
         return out;
     }
+    tasks::write_released_tasks(&api, &pp, &mut work, &mut out).await;
     if work.delete_sandbox {
         match api.delete(&work.name, &DeleteParams::background()).await {
             Ok(_) => out.deleted_sandbox = true,

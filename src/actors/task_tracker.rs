@@ -17,6 +17,7 @@ use super::task_policy::{
     summarize,
 };
 use crate::cache::PodInfo;
+use crate::crd::ledger::ReleasedTasks;
 
 pub const POLL_MIN: Duration = Duration::from_millis(200);
 pub const POLL_MAX: Duration = Duration::from_secs(5);
@@ -43,25 +44,69 @@ impl PodSlot {
     }
 }
 
-/// The pod of every replica: in template mode the pod with that index label, in pooled mode
-/// the pod at that position of the ledger (`pods` is in that order).
-pub fn replica_pods(pooled: bool, replicas: usize, pods: &[Arc<PodInfo>]) -> Vec<Option<PodSlot>> {
+/// How replicas find their pods.
+#[derive(Clone, Copy, Debug)]
+pub enum ReplicaOrder<'a> {
+    /// Template mode: by the pod-index label.
+    IndexLabel,
+    /// Pooled mode: replica i's pod is entry i of the ledger (`None`: no pod there).
+    Ledger(&'a [Option<String>]),
+}
+
+/// The pod of every replica.
+pub fn replica_pods(
+    order: ReplicaOrder<'_>,
+    replicas: usize,
+    pods: &[Arc<PodInfo>],
+) -> Vec<Option<PodSlot>> {
     let mut out: Vec<Option<PodSlot>> = vec![None; replicas];
-    for (pos, p) in pods.iter().enumerate() {
-        let index = if pooled {
-            Some(pos)
-        } else {
-            super::sandbox_policy::pod_index(p)
-                .ok()
-                .and_then(|i| usize::try_from(i).ok())
-        };
-        if let Some(slot) = index.and_then(|i| out.get_mut(i))
-            && slot.is_none()
-        {
-            *slot = Some(PodSlot::of(p));
+    match order {
+        ReplicaOrder::IndexLabel => {
+            for p in pods {
+                let index = super::sandbox_policy::pod_index(p)
+                    .ok()
+                    .and_then(|i| usize::try_from(i).ok());
+                if let Some(slot) = index.and_then(|i| out.get_mut(i))
+                    && slot.is_none()
+                {
+                    *slot = Some(PodSlot::of(p));
+                }
+            }
+        }
+        ReplicaOrder::Ledger(ledger) => {
+            for (slot, name) in out.iter_mut().zip(ledger) {
+                *slot = name
+                    .as_ref()
+                    .and_then(|n| pods.iter().find(|p| &p.name == n))
+                    .map(|p| PodSlot::of(p));
+            }
         }
     }
     out
+}
+
+/// The `released-tasks` value of a final state.
+pub fn released_state_name(state: TaskState) -> &'static str {
+    if state == TaskState::Failed {
+        "FAILED"
+    } else {
+        "SUCCEED"
+    }
+}
+
+fn released_observation(name: &str) -> Observation {
+    let (state, detail) = if name == "FAILED" {
+        (TaskState::Failed, "the task failed; its pod was released")
+    } else {
+        (
+            TaskState::Succeed,
+            "the task succeeded; its pod was released",
+        )
+    };
+    Observation::Reported {
+        state,
+        detail: detail.into(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -71,8 +116,10 @@ struct Slot {
     /// The executor of this pod listed our task in an answer.
     acked: bool,
     stop_sent: bool,
-    /// Cleanup: the executor no longer lists our task.
+    /// Cleanup, or release after completion: the executor no longer lists our task.
     released: bool,
+    /// Recorded in `released-tasks`: the replica is retired and has no pod.
+    retired: bool,
     observation: Observation,
 }
 
@@ -81,6 +128,9 @@ pub struct TaskTracker {
     slots: BTreeMap<u32, Slot>,
     in_flight: bool,
     stopping: bool,
+    /// `taskResourcePolicyWhenCompleted: Release`: a finished task is removed from its
+    /// executor and its replica retired.
+    release_finished: bool,
     interval: Duration,
     next_due: Option<Instant>,
     /// A pod changed since the last round: the next round is due at once.
@@ -95,6 +145,7 @@ impl Default for TaskTracker {
             slots: BTreeMap::new(),
             in_flight: false,
             stopping: false,
+            release_finished: false,
             interval: POLL_MIN,
             next_due: None,
             dirty: true,
@@ -112,13 +163,24 @@ fn waiting_reason(pod: Option<&PodSlot>) -> String {
 }
 
 impl TaskTracker {
+    /// Finished tasks are removed from their executors and their replicas retired
+    /// (`taskResourcePolicyWhenCompleted: Release`).
+    pub fn set_release_finished(&mut self, release: bool) {
+        if release && !self.release_finished {
+            self.dirty = true;
+        }
+        self.release_finished = release;
+    }
+
     /// Takes the turn's specs and pods. A replica whose pod changed starts over on the new
-    /// pod (its task runs again there) and makes the next round due now.
+    /// pod (its task runs again there) and makes the next round due now. Replicas in
+    /// `retired` (the `released-tasks` annotation) keep their recorded result and no pod.
     pub fn observe(
         &mut self,
         sandbox: &str,
         specs: &[Result<TaskSpec, TaskSpecError>],
         pods: &[Option<PodSlot>],
+        retired: &ReleasedTasks,
     ) {
         let len = u32::try_from(specs.len()).unwrap_or(u32::MAX);
         self.slots.retain(|i, _| *i < len);
@@ -131,12 +193,23 @@ impl TaskTracker {
                 acked: false,
                 stop_sent: false,
                 released: false,
+                retired: false,
                 observation: Observation::Waiting(waiting_reason(None)),
             });
             slot.task = match spec {
                 Ok(s) => s.name.clone(),
                 Err(_) => format!("{sandbox}-{index}"),
             };
+            if let Some(state) = retired.0.get(&index) {
+                if !slot.observation.state().is_final() {
+                    slot.observation = released_observation(state);
+                }
+                slot.retired = true;
+                slot.released = true;
+                slot.pod = None;
+                continue;
+            }
+            slot.retired = false;
             let same_pod = slot.pod.as_ref().map(|p| &p.uid) == pod.as_ref().map(|p| &p.uid);
             if slot.pod != pod {
                 self.dirty = true;
@@ -207,10 +280,15 @@ impl TaskTracker {
                     continue;
                 };
                 let finished = matches!(&slot.observation, Observation::Reported { state, .. } if state.is_final());
-                if !pod.ready || finished {
+                if finished && self.release_finished && !slot.released {
+                    if slot.stop_sent {
+                        Call::Get
+                    } else {
+                        Call::Stop
+                    }
+                } else if !pod.ready || finished {
                     continue;
-                }
-                if slot.acked {
+                } else if slot.acked {
                     Call::Get
                 } else {
                     Call::Push(serde_json::json!({"name": spec.name, "process": spec.process}))
@@ -243,6 +321,9 @@ impl TaskTracker {
                 continue;
             }
             let before = (slot.observation.clone(), slot.released, slot.acked);
+            let was_final = slot.observation.state().is_final();
+            // Removing a finished task after completion (Release): it keeps its result.
+            let releasing = self.release_finished && was_final;
             match r.outcome {
                 Ok(list) => {
                     let ours = list.iter().find(|t| t.name == slot.task);
@@ -250,10 +331,11 @@ impl TaskTracker {
                         slot.stop_sent = true;
                     }
                     if let Some(t) = ours {
-                        let was_final = slot.observation.state().is_final();
                         slot.observation = match classify(t) {
                             // A result known before the cleanup stays what the status reports.
-                            _ if self.stopping && was_final => slot.observation.clone(),
+                            _ if (self.stopping || releasing) && was_final => {
+                                slot.observation.clone()
+                            }
                             // Ended by the cleanup, not by itself: say so in the final status.
                             Observation::Reported { state, detail }
                                 if self.stopping && state.is_final() =>
@@ -266,7 +348,7 @@ impl TaskTracker {
                             o => o,
                         };
                         slot.acked = true;
-                    } else if self.stopping {
+                    } else if self.stopping || releasing {
                         slot.released = true;
                     } else if matches!(r.probe.call, Call::Push(_)) {
                         slot.observation = Observation::Rejected(
@@ -306,6 +388,21 @@ impl TaskTracker {
         };
         self.next_due = Some(now + self.interval);
         changed
+    }
+
+    /// Replicas whose finished task is off its executor and not yet recorded as retired:
+    /// (index, `released-tasks` state). Empty unless finished tasks are released.
+    pub fn newly_retired(&self) -> Vec<(u32, &'static str)> {
+        if !self.release_finished || self.stopping {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .filter(|(_, s)| !s.retired && s.observation.state().is_final())
+            // Nothing left to stop when the pod is gone or never had an address.
+            .filter(|(_, s)| s.released || s.pod.as_ref().is_none_or(|p| p.ip.is_none()))
+            .map(|(i, s)| (*i, released_state_name(s.observation.state())))
+            .collect()
     }
 
     /// The delay before the next round is due, when anything is left to poll.
@@ -400,7 +497,12 @@ mod tests {
     fn pushes_once_then_follows_and_stops_polling_finished_tasks() {
         let mut t = TaskTracker::default();
         let s = specs(2);
-        t.observe("bs", &s, &[pod(0, "a", true), pod(1, "b", false)]);
+        t.observe(
+            "bs",
+            &s,
+            &[pod(0, "a", true), pod(1, "b", false)],
+            &ReleasedTasks::default(),
+        );
         let now = Instant::now();
         let round = t.next_round(&s, now).unwrap();
         // Only the Ready pod is asked; the other replica waits for its pod.
@@ -423,7 +525,12 @@ mod tests {
         // Finished: nothing left to poll until a pod changes.
         assert!(t.next_round(&s, later + POLL_MAX).is_none());
         // A pod event (Ready) makes a round due at once.
-        t.observe("bs", &s, &[pod(0, "a", true), pod(1, "b", true)]);
+        t.observe(
+            "bs",
+            &s,
+            &[pod(0, "a", true), pod(1, "b", true)],
+            &ReleasedTasks::default(),
+        );
         let round = t.next_round(&s, later).unwrap();
         assert_eq!(round.len(), 1);
         assert_eq!(round[0].index, 1);
@@ -433,7 +540,7 @@ mod tests {
     fn backs_off_while_nothing_changes() {
         let mut t = TaskTracker::default();
         let s = specs(1);
-        t.observe("bs", &s, &[pod(0, "a", true)]);
+        t.observe("bs", &s, &[pod(0, "a", true)], &ReleasedTasks::default());
         let mut now = Instant::now();
         let mut intervals = Vec::new();
         for _ in 0..8 {
@@ -451,7 +558,7 @@ mod tests {
     fn unreachable_and_lost_tasks() {
         let mut t = TaskTracker::default();
         let s = specs(1);
-        t.observe("bs", &s, &[pod(0, "a", true)]);
+        t.observe("bs", &s, &[pod(0, "a", true)], &ReleasedTasks::default());
         let now = Instant::now();
         let round = t.next_round(&s, now).unwrap();
         t.absorb(
@@ -481,10 +588,10 @@ mod tests {
     fn a_replaced_pod_runs_the_task_again_and_stale_results_are_dropped() {
         let mut t = TaskTracker::default();
         let s = specs(1);
-        t.observe("bs", &s, &[pod(0, "old", true)]);
+        t.observe("bs", &s, &[pod(0, "old", true)], &ReleasedTasks::default());
         let now = Instant::now();
         let stale = t.next_round(&s, now).unwrap();
-        t.observe("bs", &s, &[pod(0, "new", true)]);
+        t.observe("bs", &s, &[pod(0, "new", true)], &ReleasedTasks::default());
         // The old pod's answer arrives after the replacement: ignored.
         assert!(!t.absorb(vec![answer(&stale[0], vec![exited("bs-0", 1)])], now));
         assert_eq!(t.summary().counts.failed, 0);
@@ -493,7 +600,12 @@ mod tests {
         assert!(matches!(round[0].call, Call::Push(_)));
         t.absorb(vec![answer(&round[0], vec![exited("bs-0", 0)])], now);
         // Finished work is not redone when its pod is replaced once more.
-        t.observe("bs", &s, &[pod(0, "newer", true)]);
+        t.observe(
+            "bs",
+            &s,
+            &[pod(0, "newer", true)],
+            &ReleasedTasks::default(),
+        );
         assert!(t.next_round(&s, now).is_none());
         assert_eq!(t.summary().counts.succeed, 1);
     }
@@ -503,7 +615,7 @@ mod tests {
         let mut t = TaskTracker::default();
         let s = specs(3);
         let pods = [pod(0, "a", true), pod(1, "b", true), None];
-        t.observe("bs", &s, &pods);
+        t.observe("bs", &s, &pods, &ReleasedTasks::default());
         let now = Instant::now();
         let round = t.next_round(&s, now).unwrap();
         t.absorb(
@@ -514,7 +626,7 @@ mod tests {
             now,
         );
         t.start_stopping();
-        t.observe("bs", &s, &pods);
+        t.observe("bs", &s, &pods, &ReleasedTasks::default());
         assert!(!t.cleanup_done());
         let round = t.next_round(&s, now).unwrap();
         assert_eq!(
@@ -572,11 +684,84 @@ mod tests {
             })
         };
         let pods = vec![p("x-1", Some(1)), p("x-0", Some(0))];
-        let by_label = replica_pods(false, 3, &pods);
+        let by_label = replica_pods(ReplicaOrder::IndexLabel, 3, &pods);
         assert_eq!(by_label[0].as_ref().unwrap().name, "x-0");
         assert_eq!(by_label[1].as_ref().unwrap().name, "x-1");
         assert!(by_label[2].is_none());
-        let by_position = replica_pods(true, 2, &pods);
-        assert_eq!(by_position[0].as_ref().unwrap().name, "x-1");
+        // An empty ledger slot keeps the positions after it.
+        let ledger = [None, Some("x-1".to_string()), Some("x-0".to_string())];
+        let by_position = replica_pods(ReplicaOrder::Ledger(&ledger), 3, &pods);
+        assert!(by_position[0].is_none());
+        assert_eq!(by_position[1].as_ref().unwrap().name, "x-1");
+        assert_eq!(by_position[2].as_ref().unwrap().name, "x-0");
+    }
+
+    #[test]
+    fn release_removes_finished_tasks_then_retires_their_replicas() {
+        let mut t = TaskTracker::default();
+        t.set_release_finished(true);
+        let s = specs(2);
+        let pods = [pod(0, "a", true), pod(1, "b", true)];
+        t.observe("bs", &s, &pods, &ReleasedTasks::default());
+        let now = Instant::now();
+        let round = t.next_round(&s, now).unwrap();
+        t.absorb(
+            vec![
+                answer(&round[0], vec![exited("bs-0", 0)]),
+                answer(&round[1], vec![running("bs-1")]),
+            ],
+            now,
+        );
+        assert!(t.newly_retired().is_empty(), "still on its executor");
+        // The finished task is removed from its executor; the running one is followed.
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        assert_eq!(round.len(), 2);
+        assert_eq!((round[0].index, &round[0].call), (0, &Call::Stop));
+        assert_eq!((round[1].index, &round[1].call), (1, &Call::Get));
+        t.absorb(
+            vec![
+                answer(&round[0], vec![]),
+                answer(&round[1], vec![exited("bs-1", 2)]),
+            ],
+            now,
+        );
+        assert_eq!(t.newly_retired(), vec![(0, "SUCCEED")]);
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        assert_eq!((round[0].index, &round[0].call), (1, &Call::Stop));
+        t.absorb(vec![answer(&round[0], vec![exited("bs-1", 2)])], now);
+        assert_eq!(
+            t.summary().counts.failed,
+            1,
+            "the result is kept while removed"
+        );
+        let round = t.next_round(&s, now + POLL_MAX).unwrap();
+        t.absorb(vec![answer(&round[0], vec![])], now);
+        assert_eq!(t.newly_retired(), vec![(0, "SUCCEED"), (1, "FAILED")]);
+        // Recorded: the replicas lose their pods and are never asked again.
+        let recorded =
+            ReleasedTasks([(0, "SUCCEED".to_string()), (1, "FAILED".to_string())].into());
+        t.observe("bs", &s, &pods, &recorded);
+        assert!(t.newly_retired().is_empty());
+        assert!(t.next_round(&s, now + POLL_MAX * 2).is_none());
+        let sum = t.summary();
+        assert_eq!((sum.counts.succeed, sum.counts.failed), (1, 1));
+    }
+
+    #[test]
+    fn retired_replicas_keep_their_results_after_a_restart() {
+        let mut t = TaskTracker::default();
+        t.set_release_finished(true);
+        let s = specs(3);
+        let recorded =
+            ReleasedTasks([(0, "SUCCEED".to_string()), (2, "FAILED".to_string())].into());
+        t.observe("bs", &s, &[None, pod(1, "b", true), None], &recorded);
+        let sum = t.summary();
+        assert_eq!(
+            (sum.counts.succeed, sum.counts.failed, sum.counts.pending),
+            (1, 1, 1)
+        );
+        let round = t.next_round(&s, Instant::now()).unwrap();
+        assert_eq!(round.len(), 1);
+        assert!(matches!(round[0].call, Call::Push(ref v) if v["name"] == "bs-1"));
     }
 }

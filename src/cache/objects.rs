@@ -225,6 +225,7 @@ const SANDBOX_ANNOTATIONS: &[&str] = &[
     keys::ANNOTATION_ALLOC_RELEASED,
     keys::ANNOTATION_ENDPOINTS,
     keys::ANNOTATION_SECURE_ACCESS_TOKEN,
+    keys::ANNOTATION_RELEASED_TASKS,
 ];
 
 fn keep_annotations(annotations: &mut BTreeMap<String, String>, keep: &[&str]) {

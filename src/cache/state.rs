@@ -144,6 +144,9 @@ fn held_pods(bs: &BatchSandbox) -> Vec<String> {
     Ledger::from_annotations(bs.metadata.annotations.as_ref())
         .map(|l| l.status.pods)
         .unwrap_or_default()
+        .into_iter()
+        .filter(|p| !crate::crd::ledger::is_empty_slot(p))
+        .collect()
 }
 
 impl Cache {

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::ledger::ReleasedTasks;
 use super::{keys, schema};
 
 /// Desired sandboxes.
@@ -159,5 +160,17 @@ impl BatchSandbox {
     /// True when the controller must pick a pool.
     pub fn wants_auto_pool(&self) -> bool {
         self.pool_ref() == Some(keys::POOL_REF_AUTO)
+    }
+
+    /// `taskResourcePolicyWhenCompleted: Release` on a task-mode sandbox: a replica whose
+    /// task finished gives its pod back and is not refilled.
+    pub fn releases_finished_tasks(&self) -> bool {
+        self.spec.task_template.is_some()
+            && self.spec.task_resource_policy_when_completed.as_deref() == Some("Release")
+    }
+
+    /// Replicas retired after their task finished (an unreadable annotation retires none).
+    pub fn released_tasks(&self) -> ReleasedTasks {
+        ReleasedTasks::from_annotations(self.metadata.annotations.as_ref()).unwrap_or_default()
     }
 }

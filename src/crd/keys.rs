@@ -6,6 +6,10 @@ pub const ANNOTATION_ALLOC_STATUS: &str = "sandbox.opensandbox.io/alloc-status";
 pub const ANNOTATION_ALLOC_RELEASE: &str = "sandbox.opensandbox.io/alloc-release";
 /// Pods whose recycle the pool has completed (`{"pods":[...]}`).
 pub const ANNOTATION_ALLOC_RELEASED: &str = "sandbox.opensandbox.io/alloc-released";
+/// Replicas of a BatchSandbox whose task finished and whose pod was given back under
+/// `taskResourcePolicyWhenCompleted: Release` (`{"<index>":"SUCCEED"|"FAILED"}`): never
+/// refilled, and their results survive a controller restart.
+pub const ANNOTATION_RELEASED_TASKS: &str = "sandbox.opensandbox.io/released-tasks";
 /// Pod IPs of a BatchSandbox in pod-index order (JSON array of strings).
 pub const ANNOTATION_ENDPOINTS: &str = "sandbox.opensandbox.io/endpoints";
 /// Restart-recycle bookkeeping on a pool pod.

@@ -71,9 +71,67 @@ impl Ledger {
         self.status
             .pods
             .iter()
+            .filter(|p| !is_empty_slot(p))
             .filter(|p| !self.released.pods.contains(p) && !self.release.pods.contains(p))
             .cloned()
             .collect()
+    }
+
+    /// The pod of every replica index, `None` where the slot is empty or being released.
+    pub fn by_index(&self) -> Vec<Option<String>> {
+        self.status
+            .pods
+            .iter()
+            .map(|p| {
+                let gone = is_empty_slot(p)
+                    || self.released.pods.contains(p)
+                    || self.release.pods.contains(p);
+                (!gone).then(|| p.clone())
+            })
+            .collect()
+    }
+}
+
+/// `alloc-status` is positional (entry i is replica i's pod); an empty string keeps the
+/// position of a replica that has no pod right now.
+pub fn is_empty_slot(pod: &str) -> bool {
+    pod.is_empty()
+}
+
+/// The `released-tasks` annotation: replica index -> final task state (`SUCCEED`/`FAILED`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ReleasedTasks(pub BTreeMap<u32, String>);
+
+impl ReleasedTasks {
+    pub fn from_annotations(
+        annotations: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self, LedgerError> {
+        match annotations.and_then(|a| a.get(keys::ANNOTATION_RELEASED_TASKS)) {
+            None => Ok(Self::default()),
+            Some(raw) if raw.trim().is_empty() => Ok(Self::default()),
+            Some(raw) => serde_json::from_str(raw).map_err(|e| LedgerError::Malformed {
+                key: keys::ANNOTATION_RELEASED_TASKS.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn contains(&self, index: u32) -> bool {
+        self.0.contains_key(&index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The annotation value.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
     }
 }
 
@@ -153,6 +211,36 @@ mod tests {
         let l = Ledger::from_annotations(Some(&a)).unwrap();
         assert_eq!(l.held(), vec!["a".to_string()]);
         assert_eq!(l.status.to_annotation(), r#"{"pods":["a","b","c"]}"#);
+    }
+
+    #[test]
+    fn empty_slots_keep_positions_and_hold_nothing() {
+        let a = ann(&[
+            (
+                keys::ANNOTATION_ALLOC_STATUS,
+                r#"{"pods":["a","","c","d"]}"#,
+            ),
+            (keys::ANNOTATION_ALLOC_RELEASE, r#"{"pods":["d"]}"#),
+        ]);
+        let l = Ledger::from_annotations(Some(&a)).unwrap();
+        assert_eq!(l.held(), vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(
+            l.by_index(),
+            vec![Some("a".to_string()), None, Some("c".to_string()), None]
+        );
+    }
+
+    #[test]
+    fn released_tasks_roundtrip() {
+        let a = ann(&[(
+            keys::ANNOTATION_RELEASED_TASKS,
+            r#"{"0":"SUCCEED","7":"FAILED"}"#,
+        )]);
+        let r = ReleasedTasks::from_annotations(Some(&a)).unwrap();
+        assert!(r.contains(7) && !r.contains(1));
+        assert_eq!(r.to_annotation(), r#"{"0":"SUCCEED","7":"FAILED"}"#);
+        let bad = ann(&[(keys::ANNOTATION_RELEASED_TASKS, "[1]")]);
+        assert!(ReleasedTasks::from_annotations(Some(&bad)).is_err());
     }
 
     #[test]

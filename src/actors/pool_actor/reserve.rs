@@ -52,6 +52,7 @@ pub(super) fn reserved_view(name: &str, pods: &[String]) -> SandboxView {
         has_finalizer: true,
         malformed: false,
         stopping_tasks: false,
+        retired: Default::default(),
     }
 }
 
@@ -217,6 +218,7 @@ mod tests {
                 has_finalizer: true,
                 malformed: false,
                 stopping_tasks: false,
+                retired: Default::default(),
             },
         ];
         let taken: HashSet<String> = names(&["p1"]).into_iter().collect();

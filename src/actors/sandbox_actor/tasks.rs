@@ -14,8 +14,9 @@ use serde_json::json;
 use super::{SandboxActor, TurnOutcome, TurnWork};
 use crate::actors::task_client::{Probe, run_round};
 use crate::actors::task_policy::{apply_task_status, task_specs};
-use crate::actors::task_tracker::{CLEANUP_TIMEOUT, replica_pods};
+use crate::actors::task_tracker::{CLEANUP_TIMEOUT, PodSlot, ReplicaOrder, replica_pods};
 use crate::cache::PodInfo;
+use crate::crd::ledger::Ledger;
 use crate::crd::{BatchSandbox, BatchSandboxStatus, keys};
 
 /// A write of the `task-cleanup` finalizer list, guarded by the resourceVersion it was
@@ -40,6 +41,32 @@ pub(super) fn task_mode(bs: &BatchSandbox) -> bool {
 /// Deleting with the `task-cleanup` finalizer: the tasks must be stopped first.
 pub(super) fn needs_cleanup(bs: &BatchSandbox) -> bool {
     bs.metadata.deletion_timestamp.is_some() && has_task_finalizer(bs)
+}
+
+/// The pod of every replica: by index label (template mode) or ledger position (pooled).
+fn replica_slots(
+    bs: &BatchSandbox,
+    replicas: usize,
+    pods: &[Arc<PodInfo>],
+) -> Vec<Option<PodSlot>> {
+    if bs.pool_ref().is_some() {
+        let ledger = Ledger::from_annotations(bs.metadata.annotations.as_ref())
+            .map(|l| l.by_index())
+            .unwrap_or_default();
+        replica_pods(ReplicaOrder::Ledger(&ledger), replicas, pods)
+    } else {
+        replica_pods(ReplicaOrder::IndexLabel, replicas, pods)
+    }
+}
+
+/// The `released-tasks` annotation with `retired` added, when that changes it.
+fn released_tasks_update(bs: &BatchSandbox, retired: &[(u32, &'static str)]) -> Option<String> {
+    let mut all = bs.released_tasks();
+    let before = all.len();
+    for (index, state) in retired {
+        all.0.entry(*index).or_insert_with(|| state.to_string());
+    }
+    (all.len() != before).then(|| all.to_annotation())
 }
 
 fn deletion_deadline(bs: &BatchSandbox) -> Option<DateTime<Utc>> {
@@ -70,10 +97,18 @@ impl SandboxActor {
             });
         }
         let specs = task_specs(bs);
-        let slots = replica_pods(bs.pool_ref().is_some(), specs.len(), pods);
-        self.tasks.observe(&bs.name_any(), &specs, &slots);
+        let slots = replica_slots(bs, specs.len(), pods);
+        self.tasks
+            .set_release_finished(bs.releases_finished_tasks());
+        self.tasks
+            .observe(&bs.name_any(), &specs, &slots, &bs.released_tasks());
         if let Some(probes) = self.tasks.next_round(&specs, Instant::now()) {
             self.run_task_round(ctx, probes);
+        }
+        if let Some(update) = released_tasks_update(bs, &self.tasks.newly_retired())
+            && self.released_tasks_written.as_ref() != Some(&update)
+        {
+            work.released_tasks = Some(update);
         }
         apply_task_status(status, &self.tasks.summary(), now);
         specs.iter().find_map(|s| s.as_ref().err()).map(|e| {
@@ -97,8 +132,9 @@ impl SandboxActor {
         let now = Utc::now();
         self.tasks.start_stopping();
         let specs = task_specs(bs);
-        let slots = replica_pods(bs.pool_ref().is_some(), specs.len(), pods);
-        self.tasks.observe(&bs.name_any(), &specs, &slots);
+        let slots = replica_slots(bs, specs.len(), pods);
+        self.tasks
+            .observe(&bs.name_any(), &specs, &slots, &bs.released_tasks());
         let timed_out = deletion_deadline(bs).is_some_and(|d| now >= d);
         if !self.tasks.cleanup_done() && !timed_out {
             if let Some(probes) = self.tasks.next_round(&specs, Instant::now()) {
@@ -213,4 +249,56 @@ pub(super) async fn write_task_finalizer(
         return true;
     }
     removing
+}
+
+/// Records replicas retired after their task finished; the pool (pooled) or the template
+/// plan then lets their pods go and never refills them.
+pub(super) async fn write_released_tasks(
+    api: &Api<BatchSandbox>,
+    pp: &PatchParams,
+    work: &mut TurnWork,
+    out: &mut TurnOutcome,
+) {
+    let Some(value) = work.released_tasks.take() else {
+        return;
+    };
+    let patch = json!({"metadata": {"annotations": {keys::ANNOTATION_RELEASED_TASKS: value}}});
+    match api.patch(&work.name, pp, &Patch::Merge(&patch)).await {
+        Ok(_) => out.released_tasks = Some(value),
+        Err(e) => {
+            tracing::warn!(sandbox = %work.name, error = %e, "recording released tasks failed");
+            out.retry = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_tasks_update_adds_only_new_replicas() {
+        let mut bs: BatchSandbox = serde_json::from_value(json!({
+            "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "BatchSandbox",
+            "metadata": {"name": "bs"}, "spec": {"replicas": 3}
+        }))
+        .unwrap();
+        assert_eq!(
+            released_tasks_update(&bs, &[(2, "SUCCEED")]).as_deref(),
+            Some(r#"{"2":"SUCCEED"}"#)
+        );
+        bs.metadata.annotations = Some(
+            [(
+                keys::ANNOTATION_RELEASED_TASKS.to_string(),
+                r#"{"2":"SUCCEED"}"#.to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(released_tasks_update(&bs, &[(2, "FAILED")]), None);
+        assert_eq!(released_tasks_update(&bs, &[]), None);
+        assert_eq!(
+            released_tasks_update(&bs, &[(0, "FAILED")]).as_deref(),
+            Some(r#"{"0":"FAILED","2":"SUCCEED"}"#)
+        );
+    }
 }

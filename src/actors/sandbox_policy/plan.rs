@@ -54,9 +54,11 @@ pub fn pod_index(pod: &PodInfo) -> Result<u32, IndexError> {
 /// Plans one turn for `pods` (the pods owned by `bs`, terminating ones included).
 ///
 /// Terminating pods hold their index, so a name is never created twice; a deleted pod comes
-/// back under the same name once it is gone.
+/// back under the same name once it is gone. A replica retired after its task finished
+/// (`released-tasks`) loses its pod and never gets another.
 pub fn template_plan(bs: &BatchSandbox, pods: &[Arc<PodInfo>]) -> TemplatePlan {
     let replicas = u32::try_from(bs.spec.replicas).unwrap_or(0);
+    let retired = bs.released_tasks();
     let restart_always = restart_policy(bs) == "Always";
     let mut plan = TemplatePlan::default();
     let mut by_index: BTreeMap<u32, Vec<&PodInfo>> = BTreeMap::new();
@@ -69,7 +71,7 @@ pub fn template_plan(bs: &BatchSandbox, pods: &[Arc<PodInfo>]) -> TemplatePlan {
     let mut delete: Vec<(u32, String)> = Vec::new();
     for (&index, group) in &by_index {
         let live: Vec<&PodInfo> = group.iter().copied().filter(|p| !p.deleting).collect();
-        if index >= replicas {
+        if index >= replicas || retired.contains(index) {
             delete.extend(live.iter().map(|p| (index, p.name.clone())));
             continue;
         }
@@ -84,7 +86,7 @@ pub fn template_plan(bs: &BatchSandbox, pods: &[Arc<PodInfo>]) -> TemplatePlan {
     delete.sort_by(|a, b| b.cmp(a));
     plan.delete = delete.into_iter().map(|(_, name)| name).collect();
     plan.create = (0..replicas)
-        .filter(|i| !by_index.contains_key(i))
+        .filter(|i| !by_index.contains_key(i) && !retired.contains(*i))
         .collect();
     plan
 }

@@ -110,11 +110,20 @@ pub fn sandbox_status(input: &StatusInput<'_>) -> BatchSandboxStatus {
 struct Counts {
     /// `spec.poolRef` in pooled mode.
     pool: Option<String>,
+    /// Pods wanted: `spec.replicas` less the retired replicas.
     desired: i32,
+    retired: i32,
     listed: i32,
     live: i32,
     assigned: i32,
     ready: i32,
+}
+
+/// Replicas retired after their task finished: they want no pod any more.
+fn retired_replicas(bs: &BatchSandbox) -> i32 {
+    let replicas = u32::try_from(bs.spec.replicas.max(0)).unwrap_or(0);
+    let retired = bs.released_tasks().0.range(..replicas).count();
+    i32::try_from(retired).unwrap_or(i32::MAX)
 }
 
 impl Counts {
@@ -124,7 +133,8 @@ impl Counts {
         };
         Self {
             pool: bs.pool_ref().map(String::from),
-            desired: bs.spec.replicas.max(0),
+            desired: bs.spec.replicas.max(0) - retired_replicas(bs),
+            retired: retired_replicas(bs),
             listed: count(&|_| true),
             live: count(&|p| !p.deleting),
             assigned: count(&|p| p.assigned()),
@@ -133,7 +143,9 @@ impl Counts {
     }
 
     fn all_ready(&self) -> bool {
-        self.ready >= 1 && self.ready >= self.desired
+        // Every replica retired after its task finished: nothing left to wait for.
+        let all_retired = self.desired == 0 && self.retired > 0;
+        (self.ready >= 1 || all_retired) && self.ready >= self.desired
     }
 }
 
@@ -208,7 +220,13 @@ fn set_readiness(
     failures: Option<&Failures>,
     now: &str,
 ) {
-    let ready_msg = format!("{}/{} pods ready", counts.ready, counts.desired);
+    let mut ready_msg = format!("{}/{} pods ready", counts.ready, counts.desired);
+    if counts.retired > 0 {
+        ready_msg.push_str(&format!(
+            " ({} released after their task finished)",
+            counts.retired
+        ));
+    }
     let (ready, progressing) = match (phase, failures) {
         (SandboxPhase::Failed, Some(f)) => {
             let msg = f.message();

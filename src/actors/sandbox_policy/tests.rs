@@ -644,3 +644,50 @@ fn first_write_waits_for_a_pod() {
     let written = with_status(bs, status_of(&zero, &[], &HashMap::new()));
     assert!(!first_write_deferred(&written, 0));
 }
+
+fn with_released_tasks(mut bs: BatchSandbox, value: &str) -> BatchSandbox {
+    bs.metadata.annotations = Some(
+        [(
+            keys::ANNOTATION_RELEASED_TASKS.to_string(),
+            value.to_string(),
+        )]
+        .into(),
+    );
+    bs
+}
+
+#[test]
+fn a_retired_replica_loses_its_pod_and_is_never_recreated() {
+    let bs = with_released_tasks(
+        sandbox(json!({"replicas": 3, "template": template()})),
+        r#"{"1":"SUCCEED"}"#,
+    );
+    let pods = arcs(vec![pod("bs-0", Some(0)), pod("bs-1", Some(1))]);
+    let plan = template_plan(&bs, &pods);
+    assert_eq!(plan.delete, vec!["bs-1".to_string()]);
+    assert_eq!(plan.create, vec![2]);
+    let gone = arcs(vec![pod("bs-0", Some(0)), pod("bs-2", Some(2))]);
+    assert!(template_plan(&bs, &gone).is_steady());
+}
+
+#[test]
+fn retired_replicas_are_not_waited_for() {
+    let bs = with_released_tasks(
+        sandbox(json!({"replicas": 2, "template": template()})),
+        r#"{"0":"SUCCEED"}"#,
+    );
+    let pods = arcs(vec![ready_pod("bs-1", 1, "10.0.0.2")]);
+    let s = status_of(&bs, &pods, &HashMap::new());
+    assert_eq!(s.phase, Some(SandboxPhase::Succeed));
+    let ready = find(&s.conditions, COND_READY).unwrap();
+    assert_eq!(ready.status, "True");
+    let msg = ready.message.as_deref().unwrap_or("");
+    assert!(msg.contains("1/1 pods ready (1 released"), "{msg}");
+    let all = with_released_tasks(bs, r#"{"0":"SUCCEED","1":"FAILED"}"#);
+    let s = status_of(&all, &[], &HashMap::new());
+    assert_eq!(
+        s.phase,
+        Some(SandboxPhase::Succeed),
+        "nothing left to wait for"
+    );
+}

@@ -335,7 +335,7 @@ impl Backend {
             .map(|p| p.name.clone())
             .collect();
         if let Ok(l) = Ledger::from_annotations(bs.metadata.annotations.as_ref()) {
-            pods.extend(l.status.pods);
+            pods.extend(l.status.pods.into_iter().filter(|p| !p.is_empty()));
         }
         pods.sort();
         pods.dedup();
