@@ -236,6 +236,44 @@ async fn output_capture_is_bounded() {
     assert!(len <= 4096, "stdout.log is {len} bytes");
 }
 
+/// The bound holds on every write, not only after the executor's periodic pass: a task that
+/// writes 50 MB at once never has more than the bound on disk, and still exits 0.
+#[actix_rt::test]
+async fn output_never_grows_past_the_bound_and_the_environment_is_the_tasks_own() {
+    let ex = Executor::start_with(Opts {
+        args: vec!["--task-log-max-bytes", "4096"],
+        ..Default::default()
+    });
+    let script = "head -c 50000000 /dev/zero; echo \"d=$d c=$c\" >&2; sleep 1";
+    set_tasks(
+        &ex,
+        json!([{"name": "flood", "process": {"command": ["sh", "-c", script],
+                "env": [{"name": "d", "value": "mine"}, {"name": "c", "value": "too"}]}}]),
+    )
+    .await;
+    let log = ex.dir.path().join("tasks/flood/stdout.log");
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut max_seen = 0;
+    loop {
+        max_seen = max_seen.max(std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0));
+        let done = get_tasks(&ex).await.iter().any(terminated);
+        if done {
+            break;
+        }
+        assert!(Instant::now() < until, "the task did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(max_seen <= 4096, "stdout.log reached {max_seen} bytes");
+    let task = get_tasks(&ex)
+        .await
+        .into_iter()
+        .find(|t| t["name"] == "flood")
+        .unwrap();
+    assert_eq!(task["processStatus"]["terminated"]["exitCode"], 0, "{task}");
+    let err = std::fs::read_to_string(ex.dir.path().join("tasks/flood/stderr.log")).unwrap();
+    assert_eq!(err, "d=mine c=too\n");
+}
+
 async fn ex_delete_all(ex: &Executor) {
     set_tasks(ex, json!([])).await;
     let until = Instant::now() + Duration::from_secs(10);

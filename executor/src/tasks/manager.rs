@@ -217,7 +217,7 @@ impl Manager {
         match runtime::preflight(&process) {
             Ok(()) => {
                 self.persist(&rec)?;
-                if let Err(e) = runtime::start(&dir, &process) {
+                if let Err(e) = runtime::start(&dir, &process, self.max_log) {
                     rec.start_failure = Some(StartFailure {
                         exit_code: 1,
                         reason: "StartError".into(),

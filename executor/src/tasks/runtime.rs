@@ -14,14 +14,27 @@ use super::model::ProcessSpec;
 use super::state::Observed;
 
 /// The shim: runs the command in the background with output appended to the log files,
-/// forwards SIGTERM to it, and writes its exit code to `exit` atomically.
-const SHIM: &str = r#"d=$1; shift
-"$@" >>"$d/stdout.log" 2>>"$d/stderr.log" </dev/null &
-c=$!
-trap 'kill -TERM $c 2>/dev/null' TERM
-while :; do wait $c; rc=$?; kill -0 $c 2>/dev/null || break; done
-echo $rc > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"
-exit $rc
+/// forwards SIGTERM to it, and writes its exit code to `exit` atomically. Where `head` and
+/// `mkfifo` exist, each stream goes through a pipe that keeps its first `max` bytes and
+/// drains the rest, so a log never grows past its bound; otherwise the executor's periodic
+/// [`bound_logs`] cuts it. Shim variables are prefixed: the command inherits the
+/// environment and must see its own values.
+const SHIM: &str = r#"__osb_d=$1; __osb_max=$2; shift 2
+__osb_cap() { head -c "$__osb_max"; cat >/dev/null; }
+if [ "$__osb_max" -gt 0 ] 2>/dev/null && command -v head >/dev/null 2>&1 &&
+   command -v mkfifo >/dev/null 2>&1 && rm -f "$__osb_d/out.pipe" "$__osb_d/err.pipe" &&
+   mkfifo "$__osb_d/out.pipe" "$__osb_d/err.pipe" 2>/dev/null; then
+  __osb_cap <"$__osb_d/out.pipe" >>"$__osb_d/stdout.log" &
+  __osb_cap <"$__osb_d/err.pipe" >>"$__osb_d/stderr.log" &
+  "$@" >"$__osb_d/out.pipe" 2>"$__osb_d/err.pipe" </dev/null &
+else
+  "$@" >>"$__osb_d/stdout.log" 2>>"$__osb_d/stderr.log" </dev/null &
+fi
+__osb_c=$!
+trap 'kill -TERM $__osb_c 2>/dev/null' TERM
+while :; do wait $__osb_c; __osb_rc=$?; kill -0 $__osb_c 2>/dev/null || break; done
+echo $__osb_rc > "$__osb_d/exit.tmp" && mv "$__osb_d/exit.tmp" "$__osb_d/exit"
+exit $__osb_rc
 "#;
 
 /// Why a task cannot start; it becomes a failed task rather than an API error, so the
@@ -137,7 +150,8 @@ pub fn preflight(spec: &ProcessSpec) -> Result<(), Unstartable> {
     Ok(())
 }
 
-pub fn start(dir: &Path, spec: &ProcessSpec) -> std::io::Result<u32> {
+/// Starts the task's shim; each log keeps at most `max_log` bytes (0: unbounded here).
+pub fn start(dir: &Path, spec: &ProcessSpec, max_log: u64) -> std::io::Result<u32> {
     if spec.command.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -149,6 +163,7 @@ pub fn start(dir: &Path, spec: &ProcessSpec) -> std::io::Result<u32> {
         .arg(SHIM)
         .arg("sh")
         .arg(dir)
+        .arg(max_log.to_string())
         .args(&spec.command)
         .args(spec.args.iter().flatten())
         .stdin(Stdio::null())
