@@ -479,6 +479,56 @@ mod tests {
                 }
                 prop_assert!(!sandboxes.is_empty());
             }
+
+            /// Replicas retired turn by turn never get a pod again, and every other replica
+            /// keeps its index (its pod stays at its ledger position) while pods come and go.
+            #[test]
+            fn retired_slots_stay_empty_and_positions_hold(
+                replicas in 1u32..6,
+                retire_order in proptest::collection::vec(0u32..6, 0..6),
+                dead in proptest::collection::vec(any::<bool>(), 12),
+                npods in 0usize..12,
+            ) {
+                let all: Vec<String> = (0..npods).map(|i| format!("p{i}")).collect();
+                let mut p: HashMap<String, PodState> = all.iter().map(|n| (n.clone(), PodState { alive: true, ip: None })).collect();
+                let mut view = SandboxView {
+                    name: "s".into(), replicas, deleting: false, ledger: vec![],
+                    release_requests: vec![], has_finalizer: true, malformed: false,
+                    stopping_tasks: false, retired: BTreeSet::new(),
+                };
+                let mut ever_held = HashSet::new();
+                for turn in 0..retire_order.len() + 2 {
+                    if let Some(i) = retire_order.get(turn) {
+                        view.retired.insert(*i);
+                    }
+                    // Some pods die between turns.
+                    for (n, st) in p.iter_mut() {
+                        let idx: usize = n[1..].parse().unwrap();
+                        if dead[idx] && turn == 1 { st.alive = false; }
+                    }
+                    let held = held_pods(std::slice::from_ref(&view));
+                    let allocatable: Vec<String> = all.iter()
+                        .filter(|n| !held.contains(*n) && !ever_held.contains(*n) && p[*n].alive)
+                        .cloned().collect();
+                    let before = view.ledger.clone();
+                    let out = plan(std::slice::from_ref(&view), &p, &allocatable);
+                    if let Some(w) = out.writes.into_iter().next() {
+                        view.ledger = w.ledger;
+                    }
+                    prop_assert!(view.ledger.len() <= replicas as usize);
+                    prop_assert!(view.ledger.last().is_none_or(|l| !l.is_empty()));
+                    for (i, pod) in view.ledger.iter().enumerate() {
+                        if view.retired.contains(&(i as u32)) {
+                            prop_assert!(pod.is_empty(), "retired slot {} holds {}", i, pod);
+                        }
+                        // A pod that stays keeps its position.
+                        if !pod.is_empty() && let Some(j) = before.iter().position(|b| b == pod) {
+                            prop_assert_eq!(i, j);
+                        }
+                        if !pod.is_empty() { ever_held.insert(pod.clone()); }
+                    }
+                }
+            }
         }
     }
 }
