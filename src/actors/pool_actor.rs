@@ -399,6 +399,8 @@ impl PoolActor {
         })
         .collect();
         let counts = plan.status.after_allocating(newly);
+        let terminating = views.iter().filter(|v| v.terminating).count();
+        metrics::pools::observe(&self.key, &counts, terminating, &spec.capacity_spec);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
         let spare = reserve::spare_pods(&plan.allocatable, &sandbox_views, &alloc_taken(&ledgers));
         Some(TurnWork {
@@ -529,16 +531,6 @@ impl PoolActor {
             updated: Some(counts.updated as i32),
             conditions,
         };
-        let m = metrics::get();
-        for (state, v) in [
-            ("total", counts.total),
-            ("allocated", counts.allocated),
-            ("available", counts.available),
-        ] {
-            m.pool_pods
-                .with_label_values(&[&self.key.0, &self.key.1, state])
-                .set(v as i64);
-        }
         if pool.status.as_ref() == Some(&next) || self.last_status.as_ref() == Some(&next) {
             None
         } else {
@@ -692,6 +684,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     }
     out.failed_ledgers
         .extend(held_back.into_iter().map(|(w, _, _)| w.sandbox));
+    let fresh = metrics::pools::newly_served(&ledgers);
     if !ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
         let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> =
@@ -720,6 +713,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 .collect()
                 .await;
         for (sandbox, ledger, r) in results {
+            metrics::pools::ledger_written(&ns, &work.pool.name_any(), &fresh, &sandbox, &r);
             match r {
                 Ok(()) => out.written_ledgers.push((sandbox, ledger)),
                 Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
@@ -757,6 +751,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 Err(e) => failed = Some(e.to_string()),
             }
         }
+        metrics::pools::scaled(&ns, &work.pool.name_any(), out.created.len(), 0);
         if !out.created.is_empty() {
             ctx.event(
                 &work.reference,
@@ -804,6 +799,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 }
             }
         }
+        metrics::pools::scaled(&ns, &work.pool.name_any(), 0, scaled_in);
         if scaled_in > 0 {
             ctx.event(
                 &work.reference,
@@ -1056,6 +1052,7 @@ impl Handler<Stop> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        metrics::pools::forget(&self.key);
         ctx.stop();
     }
 }

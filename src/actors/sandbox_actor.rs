@@ -262,6 +262,7 @@ impl SandboxActor {
             && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
         {
+            metrics::pools::sandbox_status_written(&bs, current, &status, &pods);
             work.status = Some(status);
         }
         let endpoints = sandbox_policy::endpoints(sandbox_pause::published(&bs, &pods));
