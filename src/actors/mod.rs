@@ -4,6 +4,7 @@
 pub mod allocation;
 pub mod context;
 pub mod directory;
+pub mod events;
 pub mod leader;
 pub mod pause_policy;
 pub mod pool_actor;

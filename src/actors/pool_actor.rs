@@ -675,6 +675,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             }
         }
     }
+    super::events::released_event(&ctx, &work.reference, work.recycle.len());
     let (ledgers, held_back): (Vec<_>, Vec<_>) = work
         .ledgers
         .into_iter()
@@ -714,6 +715,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 .await;
         for (sandbox, ledger, r) in results {
             metrics::pools::ledger_written(&ns, &work.pool.name_any(), &fresh, &sandbox, &r);
+            super::events::allocation_event(&ctx, &ns, &fresh, &sandbox, &ledger, &r);
             match r {
                 Ok(()) => out.written_ledgers.push((sandbox, ledger)),
                 Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
@@ -756,7 +758,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             ctx.event(
                 &work.reference,
                 false,
-                "SuccessfulCreate",
+                "ScaledUp",
                 "Scale",
                 format!("Created {} pool pods", out.created.len()),
             )
@@ -779,6 +781,15 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         for (name, reason, r) in results {
             match r {
                 Ok(()) => {
+                    if reason == DeleteReason::Failed {
+                        ctx.emit(
+                            &work.reference,
+                            false,
+                            "ReplacedDeadPod",
+                            "Replace",
+                            format!("Deleted failed idle pod {name}; a new one replaces it"),
+                        );
+                    }
                     if reason == DeleteReason::Evicted {
                         ctx.event(
                             &work.reference,
@@ -804,7 +815,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             ctx.event(
                 &work.reference,
                 false,
-                "SuccessfulDelete",
+                "ScaledDown",
                 "Scale",
                 format!("Deleted {scaled_in} pool pods"),
             )

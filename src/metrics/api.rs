@@ -54,8 +54,9 @@ pub async fn track(
     m.api_request_seconds
         .with_label_values(&[&route, &method])
         .observe(elapsed);
+    let limited = m.api_rate_limited.with_label_values(&[&route]);
     if code == 429 {
-        m.api_rate_limited.with_label_values(&[&route]).inc();
+        limited.inc();
     }
     span.in_scope(|| tracing::debug!(status = code, seconds = elapsed, "request served"));
     res

@@ -22,6 +22,17 @@ pub fn observe(key: &ObjKey, counts: &PoolStatusCounts, terminating: usize, cap:
     ] {
         m.pool_pods.with_label_values(&[ns, pool, state]).set(v);
     }
+    // Zero-valued series exist from the start, so rates and alerts see them.
+    for path in ["warm", "cold"] {
+        m.allocations.with_label_values(&[ns, pool, path]);
+    }
+    for reason in FAILURE_REASONS {
+        m.allocation_failures.with_label_values(&[ns, pool, reason]);
+    }
+    for direction in ["up", "down"] {
+        m.pool_scale_events
+            .with_label_values(&[ns, pool, direction]);
+    }
     m.pool_buffer_target
         .with_label_values(&[ns, pool, "min"])
         .set(i64::from(cap.buffer_min));
@@ -35,6 +46,14 @@ pub fn observe(key: &ObjKey, counts: &PoolStatusCounts, terminating: usize, cap:
         .with_label_values(&[ns, pool, "max"])
         .set(i64::from(cap.pool_max));
 }
+
+/// Reasons of `opensandbox_allocation_failures_total`.
+pub const FAILURE_REASONS: [&str; 4] = [
+    "reserved_create",
+    "ledger_write",
+    "ready_timeout",
+    "pod_failed",
+];
 
 /// A pool that is gone exports nothing any more.
 pub fn forget(key: &ObjKey) {
@@ -117,6 +136,12 @@ pub fn ledger_written<E>(
         Ok(()) => {}
         Err(_) => failed(namespace, pool, "ledger_write"),
     }
+}
+
+/// [`failed`], passing `err` through.
+pub fn failed_with<E>(namespace: &str, pool: Option<&str>, reason: &str, err: E) -> E {
+    failed(namespace, pool.unwrap_or(""), reason);
+    err
 }
 
 /// An SDK create finished with an allocated, addressable sandbox.
@@ -224,7 +249,11 @@ mod tests {
         };
         observe(&key, &counts, 1, &cap);
         let m = super::super::get();
-        let get = |s| m.pool_pods.with_label_values(&[&key.0, &key.1, s]).get();
+        let get = |s: &str| {
+            m.pool_pods
+                .with_label_values(&[key.0.as_str(), key.1.as_str(), s])
+                .get()
+        };
         assert_eq!(
             (
                 get("idle"),

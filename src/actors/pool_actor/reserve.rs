@@ -175,7 +175,8 @@ impl Handler<Reserve> for PoolActor {
         };
         Box::pin(create.into_actor(self).map(move |result, act, ctx| {
             match &result {
-                Ok(_) => {
+                Ok(created) => {
+                    super::super::events::reserved_event(&act.ctx, created);
                     crate::metrics::get()
                         .pool_reservations
                         .with_label_values(&["created"])

@@ -144,13 +144,21 @@ pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Resu
             }
             Ok(HttpResponse::Accepted().json(CreateSandboxResponse::from(sb)))
         }
-        Wait::Done(Err(e)) => Err(e),
-        Wait::TimedOut => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "KUBERNETES::POD_READY_TIMEOUT",
-            format!(
-                "Sandbox '{id}' did not get an address within {}s",
-                cfg.sandbox_create_timeout_seconds
+        Wait::Done(Err(e)) => {
+            crate::metrics::pools::failed(&key.0, created.pool_ref().unwrap_or(""), "pod_failed");
+            Err(e)
+        }
+        Wait::TimedOut => Err(crate::metrics::pools::failed_with(
+            &key.0,
+            created.pool_ref(),
+            "ready_timeout",
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "KUBERNETES::POD_READY_TIMEOUT",
+                format!(
+                    "Sandbox '{id}' did not get an address within {}s",
+                    cfg.sandbox_create_timeout_seconds
+                ),
             ),
         )),
     }
