@@ -266,6 +266,23 @@ struct Publisher {
     agg: Aggregator,
 }
 
+/// Nanoseconds since the epoch, made strictly increasing within this process.
+fn unique_suffix() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    let v = if now > prev {
+        now
+    } else {
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    u128::from(v)
+}
+
 fn now_micro() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
@@ -332,7 +349,9 @@ impl Publisher {
         let base = o.regarding.name.clone().unwrap_or_default();
         let ev = K8sEvent {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{base}.")),
+                // `<object>.<hex time>`, like other controllers' Events (a generateName
+                // prefix may not end in a dot).
+                name: Some(format!("{base}.{:x}", unique_suffix())),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },

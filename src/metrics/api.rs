@@ -13,10 +13,45 @@ use tracing::Instrument;
 /// The header a client may set; one is generated when it is missing.
 const REQUEST_ID: &str = "x-request-id";
 
-/// The route pattern (`/sandboxes/{id}`), never the raw path: ids stay out of labels.
+/// The route pattern, never the raw path, so ids stay out of labels.
 fn route_label(req: &ServiceRequest) -> String {
     req.match_pattern()
+        .map(|p| pattern_label(&p))
         .unwrap_or_else(|| "unmatched".to_string())
+}
+
+/// `/sandboxes/{id}/proxy/{tail:.*}` -> `/sandboxes/:id/proxy/:tail`: braces in label
+/// values trip up simple exposition parsers.
+pub fn pattern_label(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').unwrap_or(after.len());
+        let name = after[..close].split(':').next().unwrap_or_default();
+        out.push(':');
+        out.push_str(name);
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_label;
+
+    #[test]
+    fn pattern_labels_have_no_braces() {
+        assert_eq!(pattern_label("/v1/sandboxes"), "/v1/sandboxes");
+        assert_eq!(pattern_label("/v1/sandboxes/{id}"), "/v1/sandboxes/:id");
+        assert_eq!(
+            pattern_label("/sandboxes/{id}/proxy/{port}/{tail:.*}"),
+            "/sandboxes/:id/proxy/:port/:tail"
+        );
+        assert_eq!(pattern_label("/x/{broken"), "/x/:broken");
+    }
 }
 
 /// Outermost middleware of the lifecycle API.

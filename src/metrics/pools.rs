@@ -123,17 +123,19 @@ pub fn newly_served(
         .collect()
 }
 
-/// The outcome of one ledger write of a pool turn.
-pub fn ledger_written<E>(
+/// The outcome of one ledger write of a pool turn. A conflict or a sandbox deleted
+/// meanwhile is not a failure: the next turn allocates on fresh state.
+pub fn ledger_written(
     namespace: &str,
     pool: &str,
     fresh: &std::collections::HashSet<String>,
     sandbox: &str,
-    result: &Result<(), E>,
+    result: &Result<(), kube::Error>,
 ) {
     match result {
         Ok(()) if fresh.contains(sandbox) => allocated(namespace, pool, Path::Cold, 1),
         Ok(()) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
         Err(_) => failed(namespace, pool, "ledger_write"),
     }
 }
