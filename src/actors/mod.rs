@@ -19,6 +19,7 @@ pub mod sandbox_pause;
 pub mod sandbox_policy;
 pub mod snapshot_actor;
 pub mod snapshot_policy;
+pub mod spans;
 pub mod supervisor;
 pub mod task_client;
 pub mod task_policy;

@@ -568,7 +568,10 @@ impl PoolActor {
         self.running = true;
         let actor_ctx = self.ctx.clone();
         let started = Instant::now();
-        let fut = execute(actor_ctx, work);
+        let fut = tracing::Instrument::instrument(
+            execute(actor_ctx, work),
+            super::spans::pool(&self.key),
+        );
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
             let now = Instant::now();
             for name in outcome.created {

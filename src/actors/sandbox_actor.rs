@@ -312,7 +312,7 @@ impl SandboxActor {
         self.running = true;
         let started = Instant::now();
         ctx.spawn(
-            execute(self.ctx.clone(), work)
+            super::spans::in_sandbox(&self.key, execute(self.ctx.clone(), work))
                 .into_actor(self)
                 .map(move |out, act, ctx| {
                     let now = Instant::now();

@@ -38,22 +38,6 @@ pub fn pattern_label(pattern: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::pattern_label;
-
-    #[test]
-    fn pattern_labels_have_no_braces() {
-        assert_eq!(pattern_label("/v1/sandboxes"), "/v1/sandboxes");
-        assert_eq!(pattern_label("/v1/sandboxes/{id}"), "/v1/sandboxes/:id");
-        assert_eq!(
-            pattern_label("/sandboxes/{id}/proxy/{port}/{tail:.*}"),
-            "/sandboxes/:id/proxy/:port/:tail"
-        );
-        assert_eq!(pattern_label("/x/{broken"), "/x/:broken");
-    }
-}
-
 /// Outermost middleware of the lifecycle API.
 pub async fn track(
     mut req: ServiceRequest,
@@ -95,4 +79,20 @@ pub async fn track(
     }
     span.in_scope(|| tracing::debug!(status = code, seconds = elapsed, "request served"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_label;
+
+    #[test]
+    fn pattern_labels_have_no_braces() {
+        assert_eq!(pattern_label("/v1/sandboxes"), "/v1/sandboxes");
+        assert_eq!(pattern_label("/v1/sandboxes/{id}"), "/v1/sandboxes/:id");
+        assert_eq!(
+            pattern_label("/sandboxes/{id}/proxy/{port}/{tail:.*}"),
+            "/sandboxes/:id/proxy/:port/:tail"
+        );
+        assert_eq!(pattern_label("/x/{broken"), "/x/:broken");
+    }
 }

@@ -87,7 +87,7 @@ impl ProcessMetrics {
                     self.cpu.inc_by(delta);
                 }
             }
-            self.rss.set(s.rss_pages * page.max(0) as i64);
+            self.rss.set(s.rss_pages * page.max(0));
             self.threads.set(s.threads);
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
