@@ -425,16 +425,16 @@ async fn an_end_to_end_run_is_observable() {
         "opensandbox_batchsandbox_ready_duration_seconds_count",
         &[],
     );
-    assert!(
-        ready >= 5.0,
-        "3 SDK sandboxes, the batch, the expiring one: {ready}"
+    assert_eq!(
+        ready, 6.0,
+        "4 SDK sandboxes, the batch and the expiring one, each counted once"
     );
     assert!(
         value(
             &x,
             "opensandbox_ready_propagation_duration_seconds_count",
             &[]
-        ) >= 5.0
+        ) == 6.0
     );
     // Kubernetes client: the three pooled creates went through it.
     assert!(

@@ -262,7 +262,12 @@ impl SandboxActor {
             && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
         {
-            metrics::pools::sandbox_status_written(&bs, current, &status, &pods);
+            metrics::pools::sandbox_status_written(
+                &bs,
+                [current, self.last_status.as_ref()],
+                &status,
+                &pods,
+            );
             if let Some((why, msg)) = &spec_problem {
                 self.ctx.sandbox_event(
                     &self.key.0,

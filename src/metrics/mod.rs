@@ -223,13 +223,13 @@ impl Metrics {
             ),
             sandbox_ready_seconds: histogram(
                 "opensandbox_batchsandbox_ready_duration_seconds",
-                "BatchSandbox creation to all replicas Ready",
+                "BatchSandbox creation (creationTimestamp, whole seconds) to all replicas Ready",
                 &["namespace", "pool"],
                 SLOW,
             ),
             ready_propagation_seconds: histogram(
                 "opensandbox_ready_propagation_duration_seconds",
-                "Last pod Ready transition to the controller seeing its sandbox Ready",
+                "Last pod Ready (or the sandbox's creation, for pods Ready before) to the controller seeing the sandbox Ready",
                 &["namespace", "pool"],
                 SLOW,
             ),

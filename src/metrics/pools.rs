@@ -154,8 +154,9 @@ pub fn create_served(namespace: &str, pool: Option<&str>, seconds: f64) {
         .observe(seconds);
 }
 
-/// Seconds from creation to Ready and from the last pod's Ready to now, when a sandbox
-/// becomes Ready.
+/// Seconds from creation to Ready, and from the moment the sandbox could first be Ready
+/// (its last pod Ready, or its creation for pods that were Ready in the pool before) to
+/// now, when a sandbox becomes Ready.
 pub fn ready_latencies(
     created: Option<DateTime<Utc>>,
     pods_ready_since: impl IntoIterator<Item = Option<DateTime<Utc>>>,
@@ -163,7 +164,11 @@ pub fn ready_latencies(
 ) -> (Option<f64>, Option<f64>) {
     let secs = |from: DateTime<Utc>| ((now - from).num_milliseconds().max(0) as f64) / 1000.0;
     let last_ready = pods_ready_since.into_iter().flatten().max();
-    (created.map(secs), last_ready.map(secs))
+    let could_be_ready = match (last_ready, created) {
+        (Some(r), Some(c)) => Some(r.max(c)),
+        (r, _) => r,
+    };
+    (created.map(secs), could_be_ready.map(secs))
 }
 
 /// A sandbox became Ready (all its replicas) as this controller sees it.
@@ -189,13 +194,15 @@ pub fn sandbox_ready(
 }
 
 /// A sandbox status is about to be written; records the latencies when it turns Ready.
+/// `previous` holds the cached status and the last one this actor wrote (the cache may
+/// not show it yet): a sandbox is counted once.
 pub fn sandbox_status_written(
     bs: &crate::crd::BatchSandbox,
-    current: Option<&crate::crd::BatchSandboxStatus>,
+    previous: [Option<&crate::crd::BatchSandboxStatus>; 2],
     next: &crate::crd::BatchSandboxStatus,
     pods: &[std::sync::Arc<crate::cache::PodInfo>],
 ) {
-    if !is_ready(next) || current.is_some_and(is_ready) {
+    if !is_ready(next) || previous.iter().flatten().any(|s| is_ready(s)) {
         return;
     }
     let created = bs
@@ -227,6 +234,9 @@ mod tests {
         let (total, prop) = ready_latencies(t(0), [t(3), None, t(5)], t(6).unwrap_or_default());
         assert_eq!(total, Some(6.0));
         assert_eq!(prop, Some(1.0));
+        // Pool pods Ready long before the sandbox: propagation counts from its creation.
+        let (total, prop) = ready_latencies(t(4), [t(-100)], t(6).unwrap_or_default());
+        assert_eq!((total, prop), (Some(2.0), Some(2.0)));
         let (total, prop) = ready_latencies(None, [None], t(6).unwrap_or_default());
         assert_eq!((total, prop), (None, None));
         // Clock skew never yields a negative latency.
