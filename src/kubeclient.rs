@@ -122,8 +122,12 @@ where
         // first poll delays the request itself.
         let fut = self.inner.call(req);
         Box::pin(async move {
-            if let Some(l) = limiter {
+            if let Some(l) = limiter
+                && l.check().is_err()
+            {
+                let waited = Instant::now();
                 l.until_ready().await;
+                metrics::kube_rate_limit_waited(waited.elapsed().as_secs_f64());
             }
             let start = Instant::now();
             let res = fut.await;

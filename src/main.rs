@@ -48,6 +48,9 @@ enum Command {
         /// Optional SDK API configuration (TOML, as for `opensandbox manager --config`).
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Serve Prometheus `/metrics` on this address (off by default).
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -63,8 +66,10 @@ fn main() -> anyhow::Result<()> {
             api_key,
             no_default_pool,
             config,
+            metrics_listen,
         } => standalone(StandaloneOptions {
             config,
+            metrics_listen,
             state_dir: state_dir.unwrap_or_else(default_state_dir),
             kube_listen,
             listen,

@@ -119,16 +119,14 @@ impl Manager {
             let mut rx = h.subscribe();
             tokio::spawn(async move {
                 loop {
-                    crate::metrics::get()
-                        .leader
-                        .set(i64::from(rx.borrow().is_leader));
+                    crate::metrics::set_leader(rx.borrow().is_leader);
                     if rx.changed().await.is_err() {
                         break;
                     }
                 }
             });
         } else {
-            crate::metrics::get().leader.set(1);
+            crate::metrics::set_leader(true);
         }
         let ctx = Controller::new(
             client.clone(),

@@ -1,11 +1,11 @@
-//! What every actor shares: the client, the cache, the write gate and the event recorder.
+//! What every actor shares: the client, the cache, the write gate and the event sink.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use super::events::{EventSink, Occurrence};
 use super::leader::LeaderGate;
 use crate::cache::Cache;
 
@@ -44,7 +44,7 @@ pub struct Controller {
     pub client: kube::Client,
     pub cache: Arc<Cache>,
     pub gate: LeaderGate,
-    pub recorder: Recorder,
+    pub events: EventSink,
     pub config: ActorConfig,
     /// The running Supervisor, for the SDK API.
     pub directory: super::ActorDirectory,
@@ -58,12 +58,12 @@ impl Controller {
         identity: &str,
         config: ActorConfig,
     ) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "opensandbox-controller".into(),
-            instance: Some(identity.to_string()),
-        };
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventSink::start(
+                client.clone(),
+                "opensandbox-controller".into(),
+                identity.to_string(),
+            ),
             client,
             cache,
             gate,
@@ -86,8 +86,21 @@ impl Controller {
         }
     }
 
-    /// Publishes a Kubernetes Event if this replica may write; failures are only logged.
+    /// Publishes a Kubernetes Event if this replica may write: aggregated into a series
+    /// with its repeats and rate-limited (see [`super::events`]); never waits for the write.
     pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.emit(reference, warning, reason, action, note);
+    }
+
+    /// [`Controller::event`] for synchronous callers.
+    pub fn emit(
         &self,
         reference: &ObjectReference,
         warning: bool,
@@ -98,19 +111,30 @@ impl Controller {
         if !self.gate.is_leader() {
             return;
         }
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+        self.events.publish(Occurrence {
+            regarding: reference.clone(),
+            warning,
             reason: reason.to_string(),
-            note: Some(note),
             action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            tracing::debug!(error = %e, reason, "publishing an event failed");
+            note,
+        });
+    }
+
+    /// An Event on the BatchSandbox `namespace/name` as the cache knows it (none if it
+    /// is not cached).
+    pub fn sandbox_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        use kube::Resource;
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(bs) = self.cache.sandbox(&key) {
+            self.emit(&bs.object_ref(&()), warning, reason, action, note);
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod allocation;
 pub mod context;
 pub mod directory;
+pub mod events;
 pub mod leader;
 pub mod pause_policy;
 pub mod pool_actor;
@@ -18,6 +19,7 @@ pub mod sandbox_pause;
 pub mod sandbox_policy;
 pub mod snapshot_actor;
 pub mod snapshot_policy;
+pub mod spans;
 pub mod supervisor;
 pub mod task_client;
 pub mod task_policy;

@@ -400,6 +400,8 @@ impl PoolActor {
         })
         .collect();
         let counts = plan.status.after_allocating(newly);
+        let terminating = views.iter().filter(|v| v.terminating).count();
+        metrics::pools::observe(&self.key, &counts, terminating, &spec.capacity_spec);
         let status = self.next_status(&pool, &revision, &counts, invalid.as_deref());
         let spare = reserve::spare_pods(&plan.allocatable, &sandbox_views, &alloc_taken(&ledgers));
         Some(TurnWork {
@@ -530,16 +532,6 @@ impl PoolActor {
             updated: Some(counts.updated as i32),
             conditions,
         };
-        let m = metrics::get();
-        for (state, v) in [
-            ("total", counts.total),
-            ("allocated", counts.allocated),
-            ("available", counts.available),
-        ] {
-            m.pool_pods
-                .with_label_values(&[&self.key.0, &self.key.1, state])
-                .set(v as i64);
-        }
         if pool.status.as_ref() == Some(&next) || self.last_status.as_ref() == Some(&next) {
             None
         } else {
@@ -577,7 +569,10 @@ impl PoolActor {
         self.running = true;
         let actor_ctx = self.ctx.clone();
         let started = Instant::now();
-        let fut = execute(actor_ctx, work);
+        let fut = tracing::Instrument::instrument(
+            execute(actor_ctx, work),
+            super::spans::pool(&self.key),
+        );
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
             let now = Instant::now();
             for name in outcome.created {
@@ -684,6 +679,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
             }
         }
     }
+    super::events::released_event(&ctx, &work.reference, work.recycle.len());
     let (ledgers, held_back): (Vec<_>, Vec<_>) = work
         .ledgers
         .into_iter()
@@ -693,6 +689,7 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     }
     out.failed_ledgers
         .extend(held_back.into_iter().map(|(w, _, _)| w.sandbox));
+    let fresh = metrics::pools::newly_served(&ledgers);
     if !ledgers.is_empty() && ctx.gate.is_leader() {
         let api: Api<BatchSandbox> = Api::namespaced(ctx.client.clone(), &ns);
         let results: Vec<(String, Vec<String>, Result<(), kube::Error>)> =
@@ -721,6 +718,8 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 .collect()
                 .await;
         for (sandbox, ledger, r) in results {
+            metrics::pools::ledger_written(&ns, &work.pool.name_any(), &fresh, &sandbox, &r);
+            super::events::allocation_event(&ctx, &ns, &fresh, &sandbox, &ledger, &r);
             match r {
                 Ok(()) => out.written_ledgers.push((sandbox, ledger)),
                 Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
@@ -758,11 +757,12 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 Err(e) => failed = Some(e.to_string()),
             }
         }
+        metrics::pools::scaled(&ns, &work.pool.name_any(), out.created.len(), 0);
         if !out.created.is_empty() {
             ctx.event(
                 &work.reference,
                 false,
-                "SuccessfulCreate",
+                "ScaledUp",
                 "Scale",
                 format!("Created {} pool pods", out.created.len()),
             )
@@ -785,6 +785,15 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
         for (name, reason, r) in results {
             match r {
                 Ok(()) => {
+                    if reason == DeleteReason::Failed {
+                        ctx.emit(
+                            &work.reference,
+                            false,
+                            "ReplacedDeadPod",
+                            "Replace",
+                            format!("Deleted failed idle pod {name}; a new one replaces it"),
+                        );
+                    }
                     if reason == DeleteReason::Evicted {
                         ctx.event(
                             &work.reference,
@@ -805,11 +814,12 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
                 }
             }
         }
+        metrics::pools::scaled(&ns, &work.pool.name_any(), 0, scaled_in);
         if scaled_in > 0 {
             ctx.event(
                 &work.reference,
                 false,
-                "SuccessfulDelete",
+                "ScaledDown",
                 "Scale",
                 format!("Deleted {scaled_in} pool pods"),
             )
@@ -1057,6 +1067,7 @@ impl Handler<Stop> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        metrics::pools::forget(&self.key);
         ctx.stop();
     }
 }

@@ -267,6 +267,22 @@ impl SandboxActor {
             && sandbox_policy::status_changed(current, &status)
             && self.last_status.as_ref() != Some(&status)
         {
+            metrics::pools::sandbox_status_written(
+                &bs,
+                [current, self.last_status.as_ref()],
+                &status,
+                &pods,
+            );
+            if let Some((why, msg)) = &spec_problem {
+                self.ctx.sandbox_event(
+                    &self.key.0,
+                    &self.key.1,
+                    true,
+                    "InvalidSpec",
+                    "Validate",
+                    format!("{why}: {msg}"),
+                );
+            }
             work.status = Some(status);
         }
         let endpoints = sandbox_policy::endpoints(sandbox_pause::published(&bs, &pods));
@@ -306,7 +322,7 @@ impl SandboxActor {
         self.running = true;
         let started = Instant::now();
         ctx.spawn(
-            execute(self.ctx.clone(), work)
+            super::spans::in_sandbox(&self.key, execute(self.ctx.clone(), work))
                 .into_actor(self)
                 .map(move |out, act, ctx| {
                     let now = Instant::now();
@@ -355,7 +371,17 @@ async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {
     tasks::write_released_tasks(&api, &pp, &mut work, &mut out).await;
     if work.delete_sandbox {
         match api.delete(&work.name, &DeleteParams::background()).await {
-            Ok(_) => out.deleted_sandbox = true,
+            Ok(_) => {
+                ctx.sandbox_event(
+                    &work.ns,
+                    &work.name,
+                    false,
+                    "Expired",
+                    "Delete",
+                    "The sandbox reached its expiry time and was deleted".into(),
+                );
+                out.deleted_sandbox = true
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => out.deleted_sandbox = true,
             Err(e) => {
                 tracing::warn!(sandbox = %work.name, error = %e, "deleting an expired sandbox failed")

@@ -79,6 +79,7 @@ fn route<A>(
     start: impl FnOnce(ObjKey) -> Addr<A>,
 ) where
     A: Actor<Context = Context<A>> + Handler<Wake> + Handler<Stop>,
+    A: crate::metrics::actors::Labelled + Handler<crate::metrics::actors::Counted<Wake>>,
 {
     if !exists {
         if let Some(addr) = actors.remove(&key) {
@@ -88,7 +89,7 @@ fn route<A>(
     }
     let addr = actors.entry(key.clone()).or_insert_with(|| start(key));
     // A full mailbox already holds a Wake, and a Wake reads the latest cache state.
-    let _ = addr.try_send(Wake);
+    crate::metrics::actors::try_send(addr, Wake);
 }
 
 impl Actor for Supervisor {
@@ -106,6 +107,7 @@ impl Handler<Route> for Supervisor {
                 Target::Snapshot(key) => self.route_snapshot(key),
             }
         }
+        crate::metrics::actors::live(self.pools.len(), self.sandboxes.len(), self.snapshots.len());
     }
 }
 
@@ -122,6 +124,7 @@ impl Handler<StopAll> for Supervisor {
         for (_, addr) in self.snapshots.drain() {
             addr.do_send(Stop);
         }
+        crate::metrics::actors::live(0, 0, 0);
         ctx.stop();
     }
 }
@@ -150,7 +153,9 @@ impl Handler<Reserve> for Supervisor {
         let addr = self.pools.get(&key).cloned();
         Box::pin(async move {
             match addr {
-                Some(addr) => addr.send(msg).await.map_err(|_| ReserveError::ActorGone)?,
+                Some(addr) => crate::metrics::actors::send(addr, msg)
+                    .await
+                    .map_err(|_| ReserveError::ActorGone)?,
                 None => Err(ReserveError::ActorGone),
             }
         })

@@ -166,6 +166,7 @@ async fn run<K, S>(
     K::DynamicType: Default,
     S: Sink<K>,
 {
+    let mut why = metrics::cache::Restart::Initial;
     loop {
         let stream = watcher(api.clone(), wc.clone()).default_backoff();
         let mut stream = std::pin::pin!(stream);
@@ -180,40 +181,33 @@ async fn run<K, S>(
             let Some(ev) = ev else { break };
             match ev {
                 Ok(watcher::Event::Init) => {
-                    metrics::get()
-                        .informer_relists
-                        .with_label_values(&[kind.as_str()])
-                        .inc();
+                    metrics::cache::relist(kind.as_str(), why);
                     buffer.clear();
                 }
                 Ok(watcher::Event::InitApply(o)) => buffer.push(sink.trim(o)),
                 Ok(watcher::Event::InitDone) => {
                     sink.replace(&cache, std::mem::take(&mut buffer));
                     cache.mark_synced(kind);
+                    metrics::cache::listed(kind.as_str());
                 }
                 Ok(watcher::Event::Apply(o)) => {
-                    metrics::get()
-                        .informer_events
-                        .with_label_values(&[kind.as_str(), "apply"])
-                        .inc();
+                    metrics::cache::event(kind.as_str(), "apply");
                     sink.apply(&cache, sink.trim(o))
                 }
                 Ok(watcher::Event::Delete(o)) => {
-                    metrics::get()
-                        .informer_events
-                        .with_label_values(&[kind.as_str(), "delete"])
-                        .inc();
+                    metrics::cache::event(kind.as_str(), "delete");
                     sink.delete(&cache, o)
                 }
                 Err(e) => {
-                    metrics::get()
-                        .informer_errors
-                        .with_label_values(&[kind.as_str()])
-                        .inc();
+                    // The watcher lists again after an error it cannot resume from (410).
+                    why = metrics::cache::Restart::Error;
+                    metrics::cache::watch_error(kind.as_str());
                     tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying with backoff");
                 }
             }
         }
+        why = metrics::cache::Restart::Periodic;
+        metrics::cache::periodic_restart(kind.as_str());
         tracing::debug!(kind = kind.as_str(), "starting a periodic full relist");
     }
 }

@@ -31,6 +31,8 @@ pub struct StandaloneOptions {
     pub default_pool: bool,
     /// Optional SDK API configuration file (the manager's TOML); flags win over it.
     pub config: Option<PathBuf>,
+    /// Where to serve Prometheus `/metrics` (off when `None`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Problems starting standalone mode.
@@ -171,9 +173,10 @@ pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError
         ..base
     };
     let manager = Manager::start(
-        standalone.api.client(),
+        standalone.api.instrumented_client(Default::default()),
         &ManagerOptions {
             identity: "standalone".to_string(),
+            metrics_addr: opts.metrics_listen,
             api: Some((opts.listen, api_config)),
             // No registry here: a pause freezes the sandbox's processes in place.
             actors: crate::actors::ActorConfig {

@@ -73,6 +73,7 @@ CASES: dict[str, dict] = {
         "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s",
                                        "labels": {"release": "prometheus"}}}
     },
+    "grafana-dashboard": {"grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "OpenSandbox"}}}},
     "rbac-off-named-sa": {"rbac": {"create": False, "serviceAccount": {"create": False, "name": "sandbox-operator"}}},
     "three-replicas": {"controllerManager": {"replicas": 3}},
     "namespace-override": {"namespaceOverride": "sandbox-control"},
@@ -770,3 +771,23 @@ def test_missing_crd_link_fails_loudly(tmp_path):
     assert result.returncode != 0
     assert "files/crds must be a symbolic link" in result.stderr
     assert run_helm("template", RELEASE, str(copy), "--set", "crds.install=false").returncode == 0
+
+
+def test_grafana_dashboard_configmap():
+    assert not [o for o in render("defaults") if o["metadata"]["name"].endswith("-dashboard")]
+    cm = one("grafana-dashboard", "ConfigMap", f"{FULLNAME}-dashboard")
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "OpenSandbox"}
+    import json
+
+    shipped = json.loads((CHART / "files" / "dashboards" / "opensandbox.json").read_text())
+    dashboard = json.loads(cm["data"]["opensandbox.json"])
+    assert dashboard == shipped
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {"Pool fill", "Allocation latency (SDK create to allocated)", "API latency by route (p99)",
+            "API errors and rate-limited requests", "Leader"} <= titles
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert re.search(r"\b(opensandbox|process)_[a-z_]+", target["expr"]), target

@@ -176,10 +176,19 @@ impl Handler<Reserve> for PoolActor {
         };
         Box::pin(create.into_actor(self).map(move |result, act, ctx| {
             match &result {
-                Ok(_) => crate::metrics::get()
-                    .pool_reservations
-                    .with_label_values(&["created"])
-                    .inc(),
+                Ok(created) => {
+                    super::super::events::reserved_event(&act.ctx, created);
+                    crate::metrics::get()
+                        .pool_reservations
+                        .with_label_values(&["created"])
+                        .inc();
+                    crate::metrics::pools::allocated(
+                        &act.key.0,
+                        &act.key.1,
+                        crate::metrics::pools::Path::Warm,
+                        1,
+                    );
+                }
                 Err(e) => {
                     tracing::debug!(sandbox = %name, error = %e, "reserved create failed");
                     act.reserved.remove(&name);
@@ -188,6 +197,7 @@ impl Handler<Reserve> for PoolActor {
                         .pool_reservations
                         .with_label_values(&["failed"])
                         .inc();
+                    crate::metrics::pools::failed(&act.key.0, &act.key.1, "reserved_create");
                 }
             }
             // The buffer lost pods (or a failed create gave them back): refill or recount.

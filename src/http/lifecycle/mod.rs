@@ -196,6 +196,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<LifecycleState>)
             .wrap(actix_web::middleware::from_fn(
                 middleware::lifecycle_middleware,
             ))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::api::track))
             .route("/health", web::get().to(misc::health))
             .route("/version", web::get().to(misc::version))
             .route("/openapi.json", web::get().to(openapi_json))

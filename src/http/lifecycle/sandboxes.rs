@@ -57,6 +57,7 @@ fn lookup(state: &LifecycleState, id: &str) -> Result<Arc<BatchSandbox>> {
 }
 
 pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Result<HttpResponse> {
+    let started = Instant::now();
     let cfg = &state.config;
     let id = uuid::Uuid::new_v4().to_string();
     let body = body.into_inner();
@@ -129,6 +130,11 @@ pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Resu
     match outcome {
         Wait::Done(Ok(bs)) => {
             cleanup.armed = false;
+            crate::metrics::pools::create_served(
+                &key.0,
+                bs.pool_ref(),
+                started.elapsed().as_secs_f64(),
+            );
             let mut sb = to_sandbox(&bs);
             if sb.status.state != "Running" {
                 sb.status.state = "Running".into();
@@ -138,13 +144,21 @@ pub async fn create(state: State, body: web::Json<CreateSandboxRequest>) -> Resu
             }
             Ok(HttpResponse::Accepted().json(CreateSandboxResponse::from(sb)))
         }
-        Wait::Done(Err(e)) => Err(e),
-        Wait::TimedOut => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "KUBERNETES::POD_READY_TIMEOUT",
-            format!(
-                "Sandbox '{id}' did not get an address within {}s",
-                cfg.sandbox_create_timeout_seconds
+        Wait::Done(Err(e)) => {
+            crate::metrics::pools::failed(&key.0, created.pool_ref().unwrap_or(""), "pod_failed");
+            Err(e)
+        }
+        Wait::TimedOut => Err(crate::metrics::pools::failed_with(
+            &key.0,
+            created.pool_ref(),
+            "ready_timeout",
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "KUBERNETES::POD_READY_TIMEOUT",
+                format!(
+                    "Sandbox '{id}' did not get an address within {}s",
+                    cfg.sandbox_create_timeout_seconds
+                ),
             ),
         )),
     }

@@ -110,6 +110,15 @@ impl ApiServer {
         )
     }
 
+    /// A client like the manager's against a cluster: metered and rate-limited by `limits`.
+    pub fn instrumented_client(&self, limits: crate::kubeclient::ClientLimits) -> kube::Client {
+        let service = transport::InProcess {
+            core: self.core.clone(),
+            user_agent: None,
+        };
+        crate::kubeclient::wrap(service, limits, "default")
+    }
+
     /// Serves loopback HTTP on `addr` (port 0 picks a free port).
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<HttpEndpoint> {
         let (listener, addr) = transport::bind(addr).await?;
