@@ -355,3 +355,50 @@ spec:
         "{err}"
     );
 }
+
+/// The controller's Events (aggregated: repeats raise the count of one Event) are what
+/// `kubectl describe` lists for the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_lists_the_controllers_events() {
+    use opensandbox::actors::events::{EventPolicy, EventSink, Occurrence};
+    let (s, k) = setup().await;
+    k.ok(&["apply", "-f", &k.write("pool.yaml", POOL)]).await;
+    let pool = Api::<Pool>::namespaced(s.client(), "default")
+        .get("demo")
+        .await
+        .expect("pool");
+    let policy = EventPolicy {
+        patch_interval: Duration::from_millis(100),
+        ..EventPolicy::default()
+    };
+    let sink = EventSink::with_policy(
+        s.client(),
+        "opensandbox-controller".into(),
+        "test".into(),
+        policy,
+    );
+    for n in 1..=3 {
+        sink.publish(Occurrence {
+            regarding: kube::Resource::object_ref(&pool, &()),
+            warning: false,
+            reason: "ScaledUp".into(),
+            action: "Scale".into(),
+            note: format!("Created {n} pool pods"),
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = k.ok(&["describe", "pool", "demo"]).await;
+        let events = out.split("Events:").nth(1).unwrap_or_default().to_string();
+        if events.contains("ScaledUp") && events.contains("(x3 over") {
+            assert!(events.contains("opensandbox-controller"), "{events}");
+            assert!(events.contains("Created 1 pool pods"), "{events}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl describe shows no aggregated ScaledUp event:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

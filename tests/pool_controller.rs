@@ -582,7 +582,7 @@ async fn restart_recycle_gives_up_after_max_retries_and_replaces_the_pod() {
         .filter_map(|r| r["retryCount"].as_u64())
         .max();
     assert_eq!(max_seen, Some(2));
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(s.client(), "default");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(s.client(), "default");
     eventually("a RestartFailed event explains the deletion", T, || async {
         events
             .list(&ListParams::default())
@@ -592,7 +592,7 @@ async fn restart_recycle_gives_up_after_max_retries_and_replaces_the_pod() {
             .iter()
             .any(|e| {
                 e.reason.as_deref() == Some("RestartFailed")
-                    && e.note
+                    && e.message
                         .as_deref()
                         .is_some_and(|m| m.contains("max retries (2) exceeded"))
             })

@@ -241,7 +241,7 @@ async fn failing_shard_fails_the_sandbox_and_names_the_shard() {
     assert!(!ready.is_true() && ready.reason.as_deref() == Some("TaskFailed"));
     // And one Warning event for `kubectl describe`.
     eventually("TaskFailed event", T, || async {
-        api::<k8s_openapi::api::events::v1::Event>(&s)
+        api::<k8s_openapi::api::core::v1::Event>(&s)
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -249,7 +249,9 @@ async fn failing_shard_fails_the_sandbox_and_names_the_shard() {
             .iter()
             .any(|e| {
                 e.reason.as_deref() == Some("TaskFailed")
-                    && e.note.as_deref().is_some_and(|n| n.starts_with("shard 1 "))
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("shard 1 "))
             })
     })
     .await;

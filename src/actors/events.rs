@@ -1,17 +1,16 @@
 //! Kubernetes Events with aggregation and rate limits, so a burst of a thousand sandboxes
 //! does not write a thousand Event objects.
 //!
-//! Occurrences are keyed on (object, reason, type). The first one creates an Event; repeats
-//! within the series window fold into it and are written as one `series.count` patch at most
-//! every `patch_interval`. New Events are rate-limited per object and globally; what the
+//! Occurrences are keyed on (object, reason, type). The first one creates a core/v1 Event
+//! (what `kubectl describe` lists); repeats within the series window fold into it and are
+//! written as one `count`/`lastTimestamp` patch at most every `patch_interval`. New Events are rate-limited per object and globally; what the
 //! limits refuse is counted in metrics and logged at debug level, never queued forever.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::core::v1::{Event as K8sEvent, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 
@@ -283,8 +282,8 @@ fn unique_suffix() -> u128 {
     u128::from(v)
 }
 
-fn now_micro() -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::now())
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 impl Publisher {
@@ -355,12 +354,18 @@ impl Publisher {
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
-            event_time: Some(now_micro()),
+            first_timestamp: Some(now()),
+            last_timestamp: Some(now()),
+            count: Some(1),
             action: Some(o.action.clone()),
             reason: Some(o.reason.clone()),
-            note: Some(o.note.chars().take(1000).collect()),
-            regarding: Some(o.regarding.clone()),
-            reporting_controller: Some(self.controller.clone()),
+            message: Some(o.note.chars().take(1000).collect()),
+            involved_object: o.regarding.clone(),
+            source: Some(EventSource {
+                component: Some(self.controller.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
             type_: Some(if o.warning { "Warning" } else { "Normal" }.to_string()),
             ..Default::default()
@@ -377,9 +382,7 @@ impl Publisher {
 
     async fn patch(&self, key: &SeriesKey, name: &str, count: i32) {
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = serde_json::json!({
-            "series": EventSeries { count, last_observed_time: now_micro() },
-        });
+        let patch = serde_json::json!({"count": count, "lastTimestamp": now()});
         match api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -413,7 +416,15 @@ pub fn allocation_event<E>(
         false,
         "Allocated",
         "Allocate",
-        format!("Holds pool pods {}", ledger.join(", ")),
+        format!(
+            "Holds pool pods {}",
+            ledger
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     );
 }
 
