@@ -209,12 +209,19 @@ def markdown(latest: dict) -> str:
                          f"{fmt(fc[label].get('p50_ms'))} / {fmt(fc[label].get('p99_ms'))} |")
     up = s.get("upstream") or {}
     if up:
-        lines += ["", "| official SDK pooled create (wait Running + health check), same load | p50 (ms) | p99 (ms) | creates/s |",
-                  "|---|---|---|---|"]
-        for who in ("ours", "upstream"):
-            r = up.get(who) or {}
-            lines.append(f"| {who} | {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | {fmt(r.get('creates_per_s'))} |")
-        lines.append(f"| ratio ours / upstream | | | {fmt(up.get('ours_vs_upstream_creates_ratio'), 2)} |")
+        lines += ["", f"Side by side, {up.get('creates', '?')} pooled creates from {up.get('concurrency', '?')} client processes "
+                  "per server, one standalone API server + manager + node agent under both:", "",
+                  "| load | server | p50 (ms) | p99 (ms) | creates/s | server CPU ms per create |", "|---|---|---|---|---|---|"]
+        for load, suffix, ratio in (("official SDK create (wait Running + execd health check)", "", "ours_vs_upstream_creates_ratio"),
+                                    ("bare POST /v1/sandboxes (then DELETE)", "_server_only", "server_only_creates_ratio")):
+            for who in ("ours", "upstream"):
+                r = up.get(who + suffix) or {}
+                lines.append(f"| {load} | {who} | {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | "
+                             f"{fmt(r.get('creates_per_s'))} | {fmt(r.get('server_cpu_ms_per_create'), 2)} |")
+            lines.append(f"| {load} | ratio ours / upstream | | | {fmt(up.get(ratio), 2)} | |")
+        lines += ["", "Server CPU: ours is the whole `opensandbox standalone` process (SDK API, embedded API server, "
+                  "manager, node agent); upstream is the `opensandbox-server` process alone (the standalone process "
+                  "still does the Kubernetes side under it)."]
     if latest["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in latest["notes"]]
     lines += ["", "Where each headline figure was measured:", ""]

@@ -11,6 +11,8 @@ a `bench` Pool whose buffer holds every create of a run (refilled before the sec
 Run (after `cargo build --release --workspace --bins`, `hack/python-env.sh`, and
 `python3 -m venv .cache/upstream-venv && .cache/upstream-venv/bin/pip install opensandbox-server`):
     tests/python/.venv/bin/python hack/bench/upstream.py [--creates 64 --concurrency 8]
+A second load, `*_server_only`, times the bare POST /v1/sandboxes (then DELETE) on kept-alive
+connections: the servers' own create path without the SDK's endpoint lookups and health check.
 Prints one JSON object; a server that cannot be driven gets null figures and an `error`.
 """
 
@@ -146,18 +148,48 @@ def worker(domain: str, creates: int) -> list[float]:
     return [one_create(config) for _ in range(creates)]
 
 
-def drive(domain: str, creates: int, concurrency: int) -> dict:
+def raw_worker(domain: str, creates: int) -> list[float]:
+    """One client process: POST /v1/sandboxes (the server's own create, no SDK polling) on a
+    kept-alive connection, then DELETE; `creates` times."""
+    body = {"image": {"uri": "host"}, "timeout": 600, "resourceLimits": {"cpu": "1", "memory": "2Gi"},
+            "entrypoint": ["tail", "-f", "/dev/null"], "extensions": {"poolRef": POOL}}
+    times = []
+    with httpx.Client(base_url=f"http://{domain}/v1", headers={"OPEN-SANDBOX-API-KEY": API_KEY}, timeout=60) as c:
+        for _ in range(creates):
+            start = time.perf_counter()
+            r = c.post("/sandboxes", json=body)
+            times.append(time.perf_counter() - start)
+            if r.status_code not in (200, 201, 202):
+                raise RuntimeError(f"POST /v1/sandboxes answered {r.status_code}: {r.text[:300]}")
+            c.delete(f"/sandboxes/{r.json()['id']}")
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(domain: str, creates: int, concurrency: int, work=worker, server_pids: tuple[int, ...] = (),
+          standalone_pid: int | None = None) -> dict:
     """`creates` SDK creates from `concurrency` client processes (so the client's GIL is not
     the bottleneck); latency of each create and the overall rate."""
-    worker(domain, 1)  # warm-up: first-use paths on the server
+    work(domain, 1)  # warm-up: first-use paths on the server
     per_worker = max(1, creates // concurrency)
     with concurrent.futures.ProcessPoolExecutor(concurrency) as pool:
         # Start the processes (imports) before the clock starts.
         list(pool.map(time.sleep, [0.5] * concurrency))
+        cpu0 = {p: cpu_seconds(p) for p in (*server_pids, standalone_pid) if p}
         start = time.perf_counter()
-        times = [t for ts in pool.map(worker, [domain] * concurrency, [per_worker] * concurrency) for t in ts]
+        times = [t for ts in pool.map(work, [domain] * concurrency, [per_worker] * concurrency) for t in ts]
         wall = time.perf_counter() - start
+        cpu = {p: cpu_seconds(p) - c for p, c in cpu0.items()}
     return {
+        # CPU of the process answering the SDK API, per create (for ours that process also runs
+        # the API server, the manager and the node agent; for upstream it is the Python server alone).
+        "server_cpu_ms_per_create": sum(cpu[p] for p in server_pids) * 1000 / len(times) if server_pids else None,
+        "standalone_cpu_ms_per_create": cpu[standalone_pid] * 1000 / len(times) if standalone_pid else None,
         "creates": len(times),
         "concurrency": concurrency,
         "p50_ms": percentile(times, 0.5) * 1000,
@@ -208,7 +240,11 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{ours_port}/health", 60, ours)
         pool_size = args.creates + 2 * args.concurrency
         warm_pool(state / "kubeconfig", pool_size, create=True)
-        report["ours"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency)
+        report["ours"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency,
+                               server_pids=(ours.pid,), standalone_pid=ours.pid)
+        warm_pool(state / "kubeconfig", pool_size, create=False)
+        report["ours_server_only"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency, raw_worker,
+                                           server_pids=(ours.pid,), standalone_pid=ours.pid)
         server = UPSTREAM_VENV / "bin" / "opensandbox-server"
         if not server.exists():
             report["upstream"] = failed(f"{server} is missing (pip install opensandbox-server into {UPSTREAM_VENV})")
@@ -222,7 +258,12 @@ def main() -> None:
             try:
                 wait_http(f"http://127.0.0.1:{upstream_port}/health", 60, upstream)
                 warm_pool(state / "kubeconfig", pool_size, create=False)
-                report["upstream"] = drive(f"127.0.0.1:{upstream_port}", args.creates, args.concurrency)
+                report["upstream"] = drive(f"127.0.0.1:{upstream_port}", args.creates, args.concurrency,
+                                           server_pids=(upstream.pid,), standalone_pid=ours.pid)
+                warm_pool(state / "kubeconfig", pool_size, create=False)
+                report["upstream_server_only"] = drive(
+                    f"127.0.0.1:{upstream_port}", args.creates, args.concurrency, raw_worker,
+                    server_pids=(upstream.pid,), standalone_pid=ours.pid)
             except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
                 tail = (work / "upstream.log").read_text(errors="replace")[-600:]
                 report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
@@ -231,6 +272,9 @@ def main() -> None:
         stop(ours)
     ours_rate, up_rate = report["ours"]["creates_per_s"], report["upstream"]["creates_per_s"]
     report["ours_vs_upstream_creates_ratio"] = ours_rate / up_rate if ours_rate and up_rate else None
+    ours_raw = (report.get("ours_server_only") or {}).get("creates_per_s")
+    up_raw = (report.get("upstream_server_only") or {}).get("creates_per_s")
+    report["server_only_creates_ratio"] = ours_raw / up_raw if ours_raw and up_raw else None
     print(json.dumps(report, indent=2))
 
 
