@@ -147,7 +147,8 @@ def markdown(latest: dict) -> str:
         f"medians of {latest.get('repetitions', '?')} runs per scenario).",
         "",
         f"Machine: {m.get('cores')} cores ({m.get('cpu_model', 'unknown CPU')}), {fmt(m.get('memory_gib'))} GiB memory, "
-        f"Linux {m.get('kernel')}.",
+        f"Linux {m.get('kernel')}; load average (1/5/15 min) {m.get('load_average_at_start')} at the start, "
+        f"{m.get('load_average_at_end')} at the end.",
         "",
         "| target | measured | target | met |",
         "|---|---|---|---|",
