@@ -26,3 +26,24 @@ pub async fn server_with_crds() -> anyhow::Result<ApiServer> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(s)
 }
+
+/// Delays every write (create, update, patch, delete) the server answers by `ms` milliseconds,
+/// as a slower real API server would; 0 adds nothing.
+pub fn inject_write_latency(s: &ApiServer, ms: u64) {
+    inject_write_latency_on(s, None, ms);
+}
+
+/// Like [`inject_write_latency`], for writes to one resource (and its subresources) only.
+pub fn inject_write_latency_on(s: &ApiServer, resource: Option<&str>, ms: u64) {
+    if ms == 0 {
+        return;
+    }
+    for verb in ["create", "update", "patch", "delete"] {
+        s.faults()
+            .add(opensandbox::standalone::apiserver::FaultRule::latency(
+                Some(verb),
+                resource,
+                std::time::Duration::from_millis(ms),
+            ));
+    }
+}

@@ -2,7 +2,8 @@
 //! kubelet (controller overhead only), API writes per created pod, and the memory of a
 //! manager process caching 10,000 pool pods. Prints JSON and a readable table.
 //!
-//! Run: `cargo build --release && cargo run --release --example bench-pool [-- --pods 300 --cached 10000 --rounds 5]`
+//! Run: `cargo build --release && cargo run --release --example bench-pool [-- --pods 300 --cached 10000 --rounds 5 --write-latency-ms 5]`
+//! (`--rounds 0` skips the fill, `--cached 0` the memory measurement).
 
 #[path = "common.rs"]
 mod common;
@@ -22,8 +23,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 /// One fill: returns (seconds to N available, controller pod writes).
-async fn fill_once(n: usize) -> anyhow::Result<(f64, usize)> {
+async fn fill_once(n: usize, write_latency_ms: u64) -> anyhow::Result<(f64, usize)> {
     let s = common::server_with_crds().await?;
+    common::inject_write_latency(&s, write_latency_ms);
     let _kubelet = SimKubelet::start(s.client(), KubeletOptions::default());
     let cache = Cache::new();
     let informers =
@@ -86,9 +88,18 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// What a manager process holding a large cache costs.
+struct Memory {
+    rss_kib: u64,
+    cache_bytes: u64,
+    cached_pods: u64,
+    /// From process start to its readiness probe answering 200 (caches synced).
+    cold_start_to_synced: Duration,
+}
+
 /// Starts `opensandbox manager` against a server holding `n` pool pods and reads its RSS and
 /// cache size once its cache is synced.
-async fn manager_memory(n: usize) -> anyhow::Result<(u64, u64, u64)> {
+async fn manager_memory(n: usize) -> anyhow::Result<Memory> {
     let s = common::server_with_crds().await?;
     for i in 0..n {
         let body = json!({"metadata": {"name": format!("pool-pod-{i:05}"), "namespace": "default",
@@ -116,6 +127,7 @@ async fn manager_memory(n: usize) -> anyhow::Result<(u64, u64, u64)> {
         .ok_or_else(|| anyhow::anyhow!("cannot locate the opensandbox binary"))?;
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let spawned = Instant::now();
     let mut child = tokio::process::Command::new(&bin)
         .args(["manager", "--log-format", "text", "--log-level", "warn"])
         .arg("--health-probe-bind-address")
@@ -135,13 +147,13 @@ async fn manager_memory(n: usize) -> anyhow::Result<(u64, u64, u64)> {
         .id()
         .ok_or_else(|| anyhow::anyhow!("manager exited"))?;
     let client = reqwest_like_get(probe, "/readyz");
-    let start = Instant::now();
     while !client().await {
-        if start.elapsed() > Duration::from_secs(60) {
+        if spawned.elapsed() > Duration::from_secs(120) {
             anyhow::bail!("manager cache did not sync");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let cold_start_to_synced = spawned.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = rss_kib(pid).unwrap_or(0);
     let text = http_get(metrics, "/metrics").await.unwrap_or_default();
@@ -158,7 +170,12 @@ async fn manager_memory(n: usize) -> anyhow::Result<(u64, u64, u64)> {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0) as u64;
     let _ = child.kill().await;
-    Ok((rss, cache_bytes, cached))
+    Ok(Memory {
+        rss_kib: rss,
+        cache_bytes,
+        cached_pods: cached,
+        cold_start_to_synced,
+    })
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
@@ -186,6 +203,7 @@ fn main() -> anyhow::Result<()> {
     let n = common::arg("--pods", 300);
     let cached = common::arg("--cached", 10_000);
     let rounds = common::arg("--rounds", 5);
+    let write_latency_ms = common::arg("--write-latency-ms", 0) as u64;
     let sys = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -193,48 +211,61 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|e| panic!("runtime: {e}"))
     });
     sys.block_on(async move {
-        let mut times = Vec::new();
-        let mut writes = Vec::new();
-        for _ in 0..rounds {
-            let (t, w) = fill_once(n).await?;
-            times.push(t);
-            writes.push(w);
+        let mut out = serde_json::Map::new();
+        let mut rows = Vec::new();
+        if rounds > 0 {
+            let mut times = Vec::new();
+            let mut writes = Vec::new();
+            for _ in 0..rounds {
+                let (t, w) = fill_once(n, write_latency_ms).await?;
+                times.push(t);
+                writes.push(w);
+            }
+            times.sort_by(f64::total_cmp);
+            writes.sort();
+            let median = times[times.len() / 2];
+            let writes_per_pod = writes[writes.len() / 2] as f64 / n as f64;
+            out.insert("fill_pods".into(), json!(n));
+            out.insert("write_latency_ms".into(), json!(write_latency_ms));
+            out.insert("fill_seconds_median".into(), json!(median));
+            out.insert("fill_seconds_all".into(), json!(times));
+            out.insert("pod_writes_per_created_pod".into(), json!(writes_per_pod));
+            rows.push(format!(
+                "| fill 0 -> {n} Ready pods, {write_latency_ms} ms per write (median of {rounds}) | {median:.3} s |"
+            ));
+            rows.push(format!(
+                "| controller pod writes per created pod | {writes_per_pod:.2} |"
+            ));
         }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let writes_per_pod = writes[writes.len() / 2] as f64 / n as f64;
-        let (rss_kib, cache_bytes, cached_pods) = manager_memory(cached).await?;
-        let per_pod = if cached_pods > 0 {
-            cache_bytes as f64 / cached_pods as f64
-        } else {
-            0.0
-        };
-        let out = json!({
-            "fill_pods": n,
-            "fill_seconds_median": median,
-            "fill_seconds_all": times,
-            "pod_writes_per_created_pod": writes_per_pod,
-            "manager_cached_pods": cached_pods,
-            "manager_rss_mib": rss_kib as f64 / 1024.0,
-            "cache_bytes_per_pod": per_pod,
-        });
+        if cached > 0 {
+            let mem = manager_memory(cached).await?;
+            let per_pod = if mem.cached_pods > 0 {
+                mem.cache_bytes as f64 / mem.cached_pods as f64
+            } else {
+                0.0
+            };
+            let rss_mib = mem.rss_kib as f64 / 1024.0;
+            let sync_ms = mem.cold_start_to_synced.as_secs_f64() * 1000.0;
+            out.insert("manager_cached_pods".into(), json!(mem.cached_pods));
+            out.insert("manager_rss_mib".into(), json!(rss_mib));
+            out.insert("cache_bytes_per_pod".into(), json!(per_pod));
+            out.insert("cold_start_to_synced_ms".into(), json!(sync_ms));
+            rows.push(format!(
+                "| manager RSS with {} cached pool pods | {rss_mib:.1} MiB |",
+                mem.cached_pods
+            ));
+            rows.push(format!("| cache bytes per pod | {per_pod:.0} B |"));
+            rows.push(format!(
+                "| manager start -> caches synced | {sync_ms:.0} ms |"
+            ));
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         println!();
         println!("| measure | value |");
         println!("|---|---|");
-        println!(
-            "| fill 0 -> {n} Ready pods (median of {rounds}) | {:.3} s |",
-            median
-        );
-        println!(
-            "| controller pod writes per created pod | {:.2} |",
-            writes_per_pod
-        );
-        println!(
-            "| manager RSS with {cached_pods} cached pool pods | {:.1} MiB |",
-            rss_kib as f64 / 1024.0
-        );
-        println!("| cache bytes per pod | {:.0} B |", per_pod);
+        for r in rows {
+            println!("{r}");
+        }
         Ok(())
     })
 }

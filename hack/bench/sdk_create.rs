@@ -3,7 +3,7 @@
 //! API server and a simulated kubelet run in this process; the client speaks HTTP/1.1 over
 //! loopback with one keep-alive connection per worker. Prints JSON and a readable table.
 //!
-//! Run: `cargo build --release && cargo run --release --example bench-sdk-create [-- --per-level 320]`
+//! Run: `cargo build --release && cargo run --release --example bench-sdk-create [-- --per-level 320 --write-latency-ms 5]`
 
 #[path = "common.rs"]
 mod common;
@@ -77,6 +77,7 @@ async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let per_level = common::arg("--per-level", 320);
+    let write_latency_ms = common::arg("--write-latency-ms", 0) as u64;
     let sys = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -111,7 +112,10 @@ fn main() -> anyhow::Result<()> {
         Api::<Pool>::namespaced(s.client(), "default")
             .create(&PostParams::default(), &pool)
             .await?;
+        wait_warm(&m, warm).await?;
+        common::inject_write_latency(&s, write_latency_ms);
         let mut report = serde_json::Map::new();
+        report.insert("write_latency_ms".into(), json!(write_latency_ms));
         let mut rows = Vec::new();
         for c in [1usize, 16, 64] {
             wait_warm(&m, warm).await?;

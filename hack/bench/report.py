@@ -1,0 +1,230 @@
+"""Turns the benchmark programs' JSON outputs into `latest.json` and `latest.md` (no I/O here
+beyond what the caller passes in, so it is unit-tested on its own: tests/python/test_bench_report.py).
+"""
+
+import statistics
+from typing import Any, Callable
+
+# Every key `latest.json` must carry (milliseconds unless the name says otherwise).
+REQUIRED_KEYS = [
+    "batch_100_ready_ms",
+    "batch_1000_ready_ms",
+    "writes_per_batch_1000",
+    "sdk_create_p50_ms_c16",
+    "sdk_create_p99_ms_c16",
+    "sdk_creates_per_s",
+    "propagation_p99_ms",
+    "pool_fill_300_ms",
+    "cache_bytes_per_pod_10k",
+    "rss_mb_10k",
+    "cache_sync_10k_ms",
+    "first_command_p50_ms",
+    "upstream_creates_per_s",
+    "ours_vs_upstream_creates_ratio",
+]
+
+# (key, comparison, bound, what the issue asks for)
+TARGETS = [
+    ("batch_100_ready_ms", "<", 100, "batch of 100 from a warm pool Ready"),
+    ("batch_1000_ready_ms", "<", 500, "batch of 1,000 from a warm pool Ready"),
+    ("writes_per_batch_1000", "<=", 3, "API writes per batch of 1,000"),
+    ("sdk_create_p50_ms_c16", "<", 10, "SDK-API pooled create p50 at concurrency 16"),
+    ("sdk_create_p99_ms_c16", "<", 50, "SDK-API pooled create p99 at concurrency 16"),
+    ("sdk_creates_per_s", ">", 1000, "SDK-API sustained creates/s"),
+    ("ours_vs_upstream_creates_ratio", ">=", 5, "creates/s vs the upstream Python server"),
+    ("propagation_p99_ms", "<", 100, "pod Ready to sandbox Ready p99"),
+    ("cache_bytes_per_pod_10k", "<", 2048, "cache bytes per pod at 10k pods"),
+    ("rss_mb_10k", "<", 64, "manager RSS (MiB) at 10k pods"),
+    ("cache_sync_10k_ms", "<", 2000, "cold start to synced caches at 10k pods"),
+]
+
+
+def median_merge(runs: list[Any]) -> Any:
+    """The element-wise median of repeated runs of one program: numbers become their median,
+    objects merge key by key, anything else is taken from the first run."""
+    first = runs[0]
+    if isinstance(first, bool) or first is None:
+        return first
+    if isinstance(first, (int, float)):
+        values = [r for r in runs if isinstance(r, (int, float)) and not isinstance(r, bool)]
+        return statistics.median(values) if values else None
+    if isinstance(first, dict):
+        return {k: median_merge([r.get(k) for r in runs if isinstance(r, dict)]) for k in first}
+    return first
+
+
+def dig(tree: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(tree, dict) or p not in tree:
+            return None
+        tree = tree[p]
+    return tree
+
+
+def _scaled(value: Any, factor: float) -> float | None:
+    return value * factor if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# key -> (scenario, how to read it from that scenario's merged output, where it was measured)
+EXTRACTORS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
+    "batch_100_ready_ms": ("batch_0ms", lambda s: _scaled(dig(s, "batch_100_latency_0ms", "create_to_ready_seconds_median"), 1000),
+                           "bench-batch: BatchSandbox create to status ready=100/Succeed in the manager's cache, in-process manager + embedded API server + simulated kubelet"),
+    "batch_1000_ready_ms": ("batch_0ms", lambda s: _scaled(dig(s, "batch_1000_latency_0ms", "create_to_ready_seconds_median"), 1000),
+                            "bench-batch: as above, 1,000 replicas"),
+    "writes_per_batch_1000": ("batch_0ms", lambda s: dig(s, "batch_1000_latency_0ms", "max_sandbox_writes"),
+                              "bench-batch: writes to batchsandboxes (incl. /status) in the API server request log, worst round"),
+    "sdk_create_p50_ms_c16": ("sdk_0ms", lambda s: dig(s, "concurrency_16", "p50_ms"),
+                              "bench-sdk-create: POST /v1/sandboxes to 202 over loopback HTTP/1.1 keep-alive, 16 workers"),
+    "sdk_create_p99_ms_c16": ("sdk_0ms", lambda s: dig(s, "concurrency_16", "p99_ms"), "bench-sdk-create: as above"),
+    "sdk_creates_per_s": ("sdk_0ms", lambda s: dig(s, "concurrency_64", "creates_per_s"),
+                          "bench-sdk-create: creates/s over the whole run at concurrency 64"),
+    "propagation_p99_ms": ("batch_0ms", lambda s: dig(s, "pod_ready_to_sandbox_ready_latency_0ms", "p99_ms"),
+                           "bench-batch: pod status patched Ready to BatchSandbox status ready in the manager's cache"),
+    "pool_fill_300_ms": ("pool_fill_0ms", lambda s: _scaled(dig(s, "fill_seconds_median"), 1000),
+                         "bench-pool: Pool create to 300 Ready pods with an instant simulated kubelet"),
+    "cache_bytes_per_pod_10k": ("memory_10000", lambda s: dig(s, "cache_bytes_per_pod"),
+                                "bench-pool: opensandbox_cache_pod_bytes / cached pods of a separate `opensandbox manager` process"),
+    "rss_mb_10k": ("memory_10000", lambda s: dig(s, "manager_rss_mib"),
+                   "bench-pool: VmRSS (MiB) of that manager process once synced"),
+    "cache_sync_10k_ms": ("memory_10000", lambda s: dig(s, "cold_start_to_synced_ms"),
+                          "bench-pool: manager process spawn to /readyz 200 (caches synced)"),
+    "first_command_p50_ms": ("first_command", lambda s: dig(s, "pooled", "p50_ms"),
+                             "first_command.py: official SDK create (pooled) to first command output, `opensandbox standalone`"),
+    "upstream_creates_per_s": ("upstream", lambda s: dig(s, "upstream", "creates_per_s"),
+                               "upstream.py: opensandbox-server (PyPI) on our standalone API server, official SDK creates"),
+    "ours_vs_upstream_creates_ratio": ("upstream", lambda s: dig(s, "ours_vs_upstream_creates_ratio"),
+                                       "upstream.py: our SDK API creates/s divided by the upstream server's, same load"),
+}
+
+
+def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, meta: dict) -> dict:
+    """`scenarios`: scenario name -> merged output; `errors`: scenario name -> why it has none."""
+    latest: dict[str, Any] = dict(meta)
+    latest["machine"] = machine
+    notes: list[str] = []
+    measured_where = {}
+    for key in REQUIRED_KEYS:
+        scenario, read, where = EXTRACTORS[key]
+        value = read(scenarios[scenario]) if scenario in scenarios else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            value = None
+            why = errors.get(scenario) or f"{scenario} produced no figure for {key}"
+            notes.append(f"{key} is null: {why}")
+        latest[key] = value
+        measured_where[key] = where
+    upstream_error = dig(scenarios.get("upstream"), "upstream", "error")
+    if upstream_error:
+        notes.append(f"upstream server: {upstream_error}")
+    for name, why in errors.items():
+        notes.append(f"scenario {name} failed: {why}")
+    latest["targets"] = [target_row(latest, *t) for t in TARGETS]
+    latest["measured_where"] = measured_where
+    latest["notes"] = notes
+    latest["scenarios"] = scenarios
+    return latest
+
+
+def target_row(latest: dict, key: str, op: str, bound: float, what: str) -> dict:
+    value = latest.get(key)
+    met = None
+    if value is not None:
+        met = {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[op]
+    return {"key": key, "what": what, "target": f"{op} {bound:g}", "value": value, "met": met}
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def markdown(latest: dict) -> str:
+    m = latest["machine"]
+    lines = [
+        f"Benchmark run {latest.get('started_at', '')} ({latest.get('mode', '')} mode, commit {latest.get('commit', '')}, "
+        f"medians of {latest.get('repetitions', '?')} runs per scenario).",
+        "",
+        f"Machine: {m.get('cores')} cores ({m.get('cpu_model', 'unknown CPU')}), {fmt(m.get('memory_gib'))} GiB memory, "
+        f"Linux {m.get('kernel')}; load average (1/5/15 min) {m.get('load_average_at_start')} at the start, "
+        f"{m.get('load_average_at_end')} at the end.",
+        "",
+        "| target | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for t in latest["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['what']} (`{t['key']}`) | {fmt(t['value'])} | {t['target']} | {met} |")
+    s = latest["scenarios"]
+    lines += ["", "| scenario | 0 ms per API write | 5 ms per API write |", "|---|---|---|"]
+    for label, path in [
+        ("batch 100 create -> Ready (ms)", ("batch_{}", "batch_100_latency_{}", "create_to_ready_seconds_median")),
+        ("batch 1,000 create -> Ready (ms)", ("batch_{}", "batch_1000_latency_{}", "create_to_ready_seconds_median")),
+    ]:
+        lines.append(f"| {label} | " + " | ".join(
+            fmt(_scaled(dig(s, path[0].format(l), path[1].format(l), path[2]), 1000)) for l in ("0ms", "5ms")) + " |")
+    lines.append("| BatchSandbox writes per batch of 1,000 | " + " | ".join(
+        fmt(dig(s, f"batch_{l}", f"batch_1000_latency_{l}", "max_sandbox_writes")) for l in ("0ms", "5ms")) + " |")
+    lines.append("| pod Ready -> sandbox Ready p50 / p99 (ms) | " + " | ".join(
+        f"{fmt(dig(s, f'batch_{l}', f'pod_ready_to_sandbox_ready_latency_{l}', 'p50_ms'))} / "
+        f"{fmt(dig(s, f'batch_{l}', f'pod_ready_to_sandbox_ready_latency_{l}', 'p99_ms'))}" for l in ("0ms", "5ms")) + " |")
+    lines.append("| pool fill 0 -> 300 Ready (ms) | " + " | ".join(
+        fmt(_scaled(dig(s, f"pool_fill_{l}", "fill_seconds_median"), 1000)) for l in ("0ms", "5ms")) + " |")
+    lines.append("| pod writes per created pod | " + " | ".join(
+        fmt(dig(s, f"pool_fill_{l}", "pod_writes_per_created_pod"), 2) for l in ("0ms", "5ms")) + " |")
+    for c in (1, 16, 64):
+        lines.append(f"| SDK API create, concurrency {c}: p50 / p99 (ms), creates/s | " + " | ".join(
+            f"{fmt(dig(s, f'sdk_{l}', f'concurrency_{c}', 'p50_ms'))} / {fmt(dig(s, f'sdk_{l}', f'concurrency_{c}', 'p99_ms'))}, "
+            f"{fmt(dig(s, f'sdk_{l}', f'concurrency_{c}', 'creates_per_s'), 0)}" for l in ("0ms", "5ms")) + " |")
+    mem = sorted((int(k.split("_")[1]), v) for k, v in s.items() if k.startswith("memory_"))
+    if mem:
+        lines += ["", "| cached pods | manager RSS (MiB) | cache bytes per pod | cold start -> caches synced (ms) |",
+                  "|---|---|---|---|"]
+        for n, v in mem:
+            lines.append(f"| {n:,} | {fmt(v.get('manager_rss_mib'))} | {fmt(v.get('cache_bytes_per_pod'), 0)} | "
+                         f"{fmt(v.get('cold_start_to_synced_ms'), 0)} |")
+    lines += ["", "| other | value |", "|---|---|"]
+    api = s.get("apiserver") or {}
+    for k, v in api.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            lines.append(f"| embedded API server: {k.replace('_', ' ')} | {fmt(v, 0)} |")
+    ex = s.get("executor") or {}
+    for label, path in [
+        ("executor POST /command -> init p50 / p99 (ms)", ("init_latency_ms",)),
+        ("executor POST /command -> first stdout p50 / p99 (ms)", ("first_stdout_latency_ms",)),
+    ]:
+        v = dig(ex, *path)
+        if isinstance(v, dict):
+            lines.append(f"| {label} | {fmt(v.get('p50'), 2)} / {fmt(v.get('p99'), 2)} |")
+    for label, path in [
+        ("executor stdout streaming (MiB/s)", ("stdout_stream", "mib_per_s")),
+        ("executor upload (MiB/s)", ("upload_mib_per_s",)),
+        ("executor download (MiB/s)", ("download_mib_per_s",)),
+    ]:
+        lines.append(f"| {label} | {fmt(dig(ex, *path))} |")
+    fc = s.get("first_command") or {}
+    for label in ("pooled", "template"):
+        if label in fc:
+            lines.append(f"| official SDK create -> first command, {label}: p50 / p99 (ms) | "
+                         f"{fmt(fc[label].get('p50_ms'))} / {fmt(fc[label].get('p99_ms'))} |")
+    up = s.get("upstream") or {}
+    if up:
+        lines += ["", f"Side by side, {up.get('creates', '?')} pooled creates from {up.get('concurrency', '?')} client processes "
+                  "per server, one standalone API server + manager + node agent under both:", "",
+                  "| load | server | p50 (ms) | p99 (ms) | creates/s | server CPU ms per create |", "|---|---|---|---|---|---|"]
+        for load, suffix, ratio in (("official SDK create (wait Running + execd health check)", "", "ours_vs_upstream_creates_ratio"),
+                                    ("bare POST /v1/sandboxes (then DELETE)", "_server_only", "server_only_creates_ratio")):
+            for who in ("ours", "upstream"):
+                r = up.get(who + suffix) or {}
+                lines.append(f"| {load} | {who} | {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | "
+                             f"{fmt(r.get('creates_per_s'))} | {fmt(r.get('server_cpu_ms_per_create'), 2)} |")
+            lines.append(f"| {load} | ratio ours / upstream | | | {fmt(up.get(ratio), 2)} | |")
+        lines += ["", "Server CPU: ours is the whole `opensandbox standalone` process (SDK API, embedded API server, "
+                  "manager, node agent); upstream is the `opensandbox-server` process alone (the standalone process "
+                  "still does the Kubernetes side under it)."]
+    if latest["notes"]:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in latest["notes"]]
+    lines += ["", "Where each headline figure was measured:", ""]
+    lines += [f"- `{k}`: {v}" for k, v in latest["measured_where"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,282 @@
+"""Side by side: our SDK API and the upstream Python lifecycle server (`opensandbox-server` from
+PyPI, Kubernetes runtime, BatchSandbox workload provider) driven with the same official-SDK load.
+
+One `opensandbox standalone` process provides the embedded Kubernetes API server, our manager
+(which reconciles every BatchSandbox, whoever created it), the node agent running pods with our
+executor, and our own SDK API. The upstream server is pointed at the standalone kubeconfig, so
+both servers hand out sandboxes from the same Pool (`extensions.poolRef`). Each create
+is `SandboxSync.create` (POST, wait until Running, execd health check) followed by `kill`, from
+a `bench` Pool whose buffer holds every create of a run (refilled before the second server).
+
+Run (after `cargo build --release --workspace --bins`, `hack/python-env.sh`, and
+`python3 -m venv .cache/upstream-venv && .cache/upstream-venv/bin/pip install opensandbox-server`):
+    tests/python/.venv/bin/python hack/bench/upstream.py [--creates 64 --concurrency 8]
+A second load, `*_server_only`, times the bare POST /v1/sandboxes (then DELETE) on kept-alive
+connections: the servers' own create path without the SDK's endpoint lookups and health check.
+Prints one JSON object; a server that cannot be driven gets null figures and an `error`.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import httpx
+from opensandbox.config.connection_sync import ConnectionConfigSync
+from opensandbox.sync.sandbox import SandboxSync
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+UPSTREAM_VENV = REPO / ".cache" / "upstream-venv"
+# The upstream server refuses to start without an API key; both servers get the same header.
+API_KEY = "bench-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * p))]
+
+
+def wait_http(url: str, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {seconds:.0f} s")
+
+
+def upstream_config(path: pathlib.Path, port: int, kubeconfig: pathlib.Path, state: pathlib.Path) -> None:
+    path.write_text(
+        f"""[server]
+host = "127.0.0.1"
+port = {port}
+api_key = "{API_KEY}"
+max_sandbox_timeout_seconds = 86400
+
+[log]
+level = "WARNING"
+
+[runtime]
+type = "kubernetes"
+execd_image = "opensandbox/execd:v1.1.0"
+
+[store]
+type = "sqlite"
+path = "{state / 'upstream.db'}"
+
+[kubernetes]
+kubeconfig_path = "{kubeconfig}"
+namespace = "default"
+workload_provider = "batchsandbox"
+sandbox_create_poll_interval_seconds = 0.05
+
+[ingress]
+mode = "direct"
+"""
+    )
+
+
+POOL = "bench"
+# The SDK's default 200 ms between readiness polls would hide both servers behind the client.
+POLL = timedelta(milliseconds=10)
+
+
+def kube_api(kubeconfig: pathlib.Path) -> tuple[str, dict]:
+    """The embedded API server's address and auth header, from the standalone kubeconfig."""
+    text = kubeconfig.read_text()
+    server = next(l.split("server:", 1)[1].strip() for l in text.splitlines() if "server:" in l)
+    token = next(l.split("token:", 1)[1].strip() for l in text.splitlines() if "token:" in l)
+    return server, {"Authorization": f"Bearer {token}"}
+
+
+def warm_pool(kubeconfig: pathlib.Path, size: int, create: bool) -> None:
+    """Creates (once) a Pool whose buffer holds `size` idle sandboxes and waits until it does."""
+    server, headers = kube_api(kubeconfig)
+    url = f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools"
+    if create:
+        pool = {
+            "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "metadata": {"name": POOL},
+            "spec": {"template": {"spec": {"containers": [{"name": "sandbox", "image": "host",
+                                                           "command": ["tail", "-f", "/dev/null"]}]}},
+                     "capacitySpec": {"bufferMin": size, "bufferMax": size, "poolMin": 0, "poolMax": 4 * size},
+                     "scaleStrategy": {"maxUnavailable": "100%"}},
+        }
+        httpx.post(url, json=pool, headers=headers, timeout=10).raise_for_status()
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        status = httpx.get(f"{url}/{POOL}", headers=headers, timeout=10).json().get("status") or {}
+        if status.get("available", 0) >= size:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"pool {POOL} did not warm up to {size} idle sandboxes")
+
+
+def one_create(config: ConnectionConfigSync) -> float:
+    start = time.perf_counter()
+    sandbox = SandboxSync.create(
+        "host", connection_config=config, extensions={"poolRef": POOL},
+        timeout=timedelta(minutes=5), ready_timeout=timedelta(seconds=60),
+        health_check_polling_interval=POLL,
+    )
+    elapsed = time.perf_counter() - start
+    sandbox.kill()
+    return elapsed
+
+
+def worker(domain: str, creates: int) -> list[float]:
+    """One client process: its own SDK connection, `creates` creates one after another."""
+    config = ConnectionConfigSync(domain=domain, api_key=API_KEY, request_timeout=timedelta(seconds=60))
+    return [one_create(config) for _ in range(creates)]
+
+
+def raw_worker(domain: str, creates: int) -> list[float]:
+    """One client process: POST /v1/sandboxes (the server's own create, no SDK polling) on a
+    kept-alive connection, then DELETE; `creates` times."""
+    body = {"image": {"uri": "host"}, "timeout": 600, "resourceLimits": {"cpu": "1", "memory": "2Gi"},
+            "entrypoint": ["tail", "-f", "/dev/null"], "extensions": {"poolRef": POOL}}
+    times = []
+    with httpx.Client(base_url=f"http://{domain}/v1", headers={"OPEN-SANDBOX-API-KEY": API_KEY}, timeout=60) as c:
+        for _ in range(creates):
+            start = time.perf_counter()
+            r = c.post("/sandboxes", json=body)
+            times.append(time.perf_counter() - start)
+            if r.status_code not in (200, 201, 202):
+                raise RuntimeError(f"POST /v1/sandboxes answered {r.status_code}: {r.text[:300]}")
+            c.delete(f"/sandboxes/{r.json()['id']}")
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(domain: str, creates: int, concurrency: int, work=worker, server_pids: tuple[int, ...] = (),
+          standalone_pid: int | None = None) -> dict:
+    """`creates` SDK creates from `concurrency` client processes (so the client's GIL is not
+    the bottleneck); latency of each create and the overall rate."""
+    work(domain, 1)  # warm-up: first-use paths on the server
+    per_worker = max(1, creates // concurrency)
+    with concurrent.futures.ProcessPoolExecutor(concurrency) as pool:
+        # Start the processes (imports) before the clock starts.
+        list(pool.map(time.sleep, [0.5] * concurrency))
+        cpu0 = {p: cpu_seconds(p) for p in (*server_pids, standalone_pid) if p}
+        start = time.perf_counter()
+        times = [t for ts in pool.map(work, [domain] * concurrency, [per_worker] * concurrency) for t in ts]
+        wall = time.perf_counter() - start
+        cpu = {p: cpu_seconds(p) - c for p, c in cpu0.items()}
+    return {
+        # CPU of the process answering the SDK API, per create (for ours that process also runs
+        # the API server, the manager and the node agent; for upstream it is the Python server alone).
+        "server_cpu_ms_per_create": sum(cpu[p] for p in server_pids) * 1000 / len(times) if server_pids else None,
+        "standalone_cpu_ms_per_create": cpu[standalone_pid] * 1000 / len(times) if standalone_pid else None,
+        "creates": len(times),
+        "concurrency": concurrency,
+        "p50_ms": percentile(times, 0.5) * 1000,
+        "p99_ms": percentile(times, 0.99) * 1000,
+        "creates_per_s": len(times) / wall,
+        "error": None,
+    }
+
+
+def failed(error: str) -> dict:
+    return {"creates": 0, "p50_ms": None, "p99_ms": None, "creates_per_s": None, "error": error}
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--creates", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--profile", default="release")
+    args = parser.parse_args()
+    work = REPO / "target" / "bench-upstream"
+    shutil.rmtree(work, ignore_errors=True)
+    state = work / "state"
+    state.mkdir(parents=True)
+    ours_port, upstream_port = free_port(), free_port()
+    exe = REPO / "target" / args.profile
+    env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=str(exe / "opensandbox-executor"))
+    ours = subprocess.Popen(
+        [str(exe / "opensandbox"), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{ours_port}",
+         "--api-key", API_KEY],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(work / "standalone.log", "w"),
+    )
+    upstream = None
+    report: dict = {"what": "official SDK 1.1.1 SandboxSync.create(poolRef) incl. wait-until-Running and execd "
+                            "health check (polled every 10 ms), then kill, from a pool warmed to hold every "
+                            "create; both servers on one standalone API server, manager and node agent",
+                    "creates": args.creates, "concurrency": args.concurrency}
+    try:
+        wait_http(f"http://127.0.0.1:{ours_port}/health", 60, ours)
+        pool_size = args.creates + 2 * args.concurrency
+        warm_pool(state / "kubeconfig", pool_size, create=True)
+        report["ours"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency,
+                               server_pids=(ours.pid,), standalone_pid=ours.pid)
+        warm_pool(state / "kubeconfig", pool_size, create=False)
+        report["ours_server_only"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency, raw_worker,
+                                           server_pids=(ours.pid,), standalone_pid=ours.pid)
+        server = UPSTREAM_VENV / "bin" / "opensandbox-server"
+        if not server.exists():
+            report["upstream"] = failed(f"{server} is missing (pip install opensandbox-server into {UPSTREAM_VENV})")
+        else:
+            cfg = work / "upstream.toml"
+            upstream_config(cfg, upstream_port, state / "kubeconfig", work)
+            upstream = subprocess.Popen(
+                [str(server), "--config", str(cfg)],
+                stdout=subprocess.DEVNULL, stderr=open(work / "upstream.log", "w"),
+            )
+            try:
+                wait_http(f"http://127.0.0.1:{upstream_port}/health", 60, upstream)
+                warm_pool(state / "kubeconfig", pool_size, create=False)
+                report["upstream"] = drive(f"127.0.0.1:{upstream_port}", args.creates, args.concurrency,
+                                           server_pids=(upstream.pid,), standalone_pid=ours.pid)
+                warm_pool(state / "kubeconfig", pool_size, create=False)
+                report["upstream_server_only"] = drive(
+                    f"127.0.0.1:{upstream_port}", args.creates, args.concurrency, raw_worker,
+                    server_pids=(upstream.pid,), standalone_pid=ours.pid)
+            except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+                tail = (work / "upstream.log").read_text(errors="replace")[-600:]
+                report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
+    finally:
+        stop(upstream)
+        stop(ours)
+    ours_rate, up_rate = report["ours"]["creates_per_s"], report["upstream"]["creates_per_s"]
+    report["ours_vs_upstream_creates_ratio"] = ours_rate / up_rate if ours_rate and up_rate else None
+    ours_raw = (report.get("ours_server_only") or {}).get("creates_per_s")
+    up_raw = (report.get("upstream_server_only") or {}).get("creates_per_s")
+    report["server_only_creates_ratio"] = ours_raw / up_raw if ours_raw and up_raw else None
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

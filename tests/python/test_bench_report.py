@@ -1,0 +1,94 @@
+"""The benchmark report (hack/bench/report.py): medians of repeated runs, every required
+latest.json key as a number, null plus a note for what a failed scenario could not measure."""
+
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "hack" / "bench"))
+import report  # noqa: E402
+
+MACHINE = {"cores": 2, "memory_gib": 23.5, "kernel": "6.1", "cpu_model": "test"}
+
+
+def batch_run(scale: float) -> dict:
+    """One bench-batch output, in the shape the program prints."""
+    out = {}
+    for ms in ("0ms", "5ms"):
+        out[f"batch_100_latency_{ms}"] = {"create_to_ready_seconds_median": 0.02 * scale, "all": [0.02], "max_sandbox_writes": 2}
+        out[f"batch_1000_latency_{ms}"] = {"create_to_ready_seconds_median": 0.2 * scale, "all": [0.2], "max_sandbox_writes": 3}
+        out[f"pod_ready_to_sandbox_ready_latency_{ms}"] = {"samples": 30, "p50_ms": 2.0 * scale, "p99_ms": 9.0 * scale}
+    return out
+
+
+def sdk_run(p50: float) -> dict:
+    return {"write_latency_ms": 0, **{f"concurrency_{c}": {"creates": 160, "p50_ms": p50, "p99_ms": 4 * p50, "creates_per_s": 1200.0}
+                                      for c in (1, 16, 64)}}
+
+
+def complete_scenarios() -> dict:
+    batch = report.median_merge([batch_run(1.0), batch_run(3.0), batch_run(2.0)])
+    return {
+        "batch_0ms": {k: v for k, v in batch.items() if k.endswith("0ms")},
+        "batch_5ms": {k: v for k, v in batch.items() if k.endswith("5ms")},
+        "sdk_0ms": report.median_merge([sdk_run(8.0), sdk_run(12.0), sdk_run(9.0)]),
+        "sdk_5ms": sdk_run(15.0),
+        "pool_fill_0ms": {"fill_seconds_median": 0.08, "pod_writes_per_created_pod": 1.0},
+        "pool_fill_5ms": {"fill_seconds_median": 0.2, "pod_writes_per_created_pod": 1.0},
+        "memory_10000": {"manager_rss_mib": 55.0, "cache_bytes_per_pod": 900.0, "cold_start_to_synced_ms": 700.0,
+                         "manager_cached_pods": 10000},
+        "first_command": {"pooled": {"p50_ms": 30.0, "p99_ms": 60.0}},
+        "upstream": {"ours": {"creates_per_s": 40.0, "p50_ms": 50.0}, "upstream": {"creates_per_s": 4.0, "p50_ms": 900.0,
+                                                                                  "error": None},
+                     "ours_vs_upstream_creates_ratio": 10.0},
+    }
+
+
+def test_median_merge_takes_each_figure_s_median_and_keeps_the_rest():
+    merged = report.median_merge([{"a": 1, "b": {"c": 5.0}, "l": [1]}, {"a": 3, "b": {"c": 1.0}, "l": [2]},
+                                  {"a": 2, "b": {"c": 3.0}, "l": [3]}])
+    assert merged == {"a": 2, "b": {"c": 3.0}, "l": [1]}
+
+
+def test_every_required_key_is_a_number_when_every_scenario_ran():
+    latest = report.summarize(complete_scenarios(), {}, MACHINE, {"mode": "quick"})
+    for key in report.REQUIRED_KEYS:
+        assert isinstance(latest[key], (int, float)) and not isinstance(latest[key], bool), key
+    assert latest["batch_100_ready_ms"] == 40.0  # median of 20, 60, 40 ms
+    assert latest["sdk_create_p50_ms_c16"] == 9.0
+    assert latest["writes_per_batch_1000"] == 3
+    assert latest["ours_vs_upstream_creates_ratio"] == 10.0
+    assert latest["machine"] == MACHINE
+    assert latest["notes"] == []
+    json.dumps(latest)  # serialisable as written
+
+
+def test_targets_say_met_or_missed():
+    latest = report.summarize(complete_scenarios(), {}, MACHINE, {})
+    met = {t["key"]: t["met"] for t in latest["targets"]}
+    assert met["batch_100_ready_ms"] is True
+    assert met["sdk_create_p50_ms_c16"] is True
+    assert met["sdk_creates_per_s"] is True
+    assert met["ours_vs_upstream_creates_ratio"] is True
+    slow = complete_scenarios()
+    slow["sdk_0ms"] = sdk_run(12.6)
+    latest = report.summarize(slow, {}, MACHINE, {})
+    assert {t["key"]: t["met"] for t in latest["targets"]}["sdk_create_p50_ms_c16"] is False
+    assert "**no**" in report.markdown(latest)
+
+
+def test_a_failed_scenario_leaves_null_keys_with_notes():
+    scenarios = complete_scenarios()
+    del scenarios["memory_10000"]
+    scenarios["upstream"] = {"ours": {"creates_per_s": 40.0},
+                             "upstream": {"creates_per_s": None, "error": "HTTP 500 on create"},
+                             "ours_vs_upstream_creates_ratio": None}
+    latest = report.summarize(scenarios, {"memory_10000": "exit 1: manager cache did not sync"}, MACHINE, {})
+    for key in ("rss_mb_10k", "cache_bytes_per_pod_10k", "cache_sync_10k_ms", "upstream_creates_per_s",
+                "ours_vs_upstream_creates_ratio"):
+        assert latest[key] is None, key
+        assert any(n.startswith(f"{key} is null") for n in latest["notes"]), key
+    assert any("HTTP 500 on create" in n for n in latest["notes"])
+    assert any("manager cache did not sync" in n for n in latest["notes"])
+    md = report.markdown(latest)
+    assert "n/a" in md and "Notes:" in md
