@@ -298,8 +298,9 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
         qps: args.kube_client_qps,
         burst: args.kube_client_burst,
     };
+    let user_agent = format!("opensandbox-manager/{}", opts.identity);
     actor_system().block_on(async move {
-        let client = opensandbox::kubeclient::connect(limits)
+        let client = opensandbox::kubeclient::connect(limits, &user_agent)
             .await
             .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
         let running = Manager::start(client, &opts).await?;
