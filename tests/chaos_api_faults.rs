@@ -3,7 +3,8 @@
 //! random latency, drops every watch every few seconds and compacts the history (so
 //! resuming watches get 410 and relist). Every SDK call must succeed or fail with a clear
 //! {code, message} within a bound; once the faults stop the invariants of ARCHITECTURE.md §4
-//! hold; the manager's RSS stays flat.
+//! hold; the manager's RSS stays flat after warm-up (sampled every second from
+//! /proc/<pid>/status).
 //!
 //! `OPENSANDBOX_SOAK_SECS` (default 30), `CHAOS_SOAK_WORKERS` (default 4) and `CHAOS_SEED`
 //! tune it.
@@ -124,7 +125,7 @@ async fn sdk_churn_under_api_faults_loses_nothing_and_memory_stays_flat() {
     pools.create(&PostParams::default(), &pool).await.unwrap();
     let manager = ManagerProcess::spawn(&cluster, "soak", false, KEY);
     let expected = Arc::new(Mutex::new(Expected::default()));
-    let warm = settle(&client, &expected.lock().clone(), Duration::from_secs(30)).await;
+    let warm = settle(&client, &snapshot(&expected), Duration::from_secs(30)).await;
     assert!(warm.is_empty(), "{warm:?}");
 
     let faults = cluster.server.faults();
@@ -183,7 +184,7 @@ async fn sdk_churn_under_api_faults_loses_nothing_and_memory_stays_flat() {
         .collect();
 
     // Faults off: what the test holds is Ready, what it deleted is gone.
-    let mut violations = settle(&client, &expected.lock().clone(), Duration::from_secs(60)).await;
+    let mut violations = settle(&client, &snapshot(&expected), Duration::from_secs(60)).await;
     // Then delete everything through the SDK; nothing may be left behind, including
     // sandboxes whose create answered an error.
     let sandboxes: Api<BatchSandbox> = Api::namespaced(client.clone(), "default");
@@ -215,14 +216,17 @@ async fn sdk_churn_under_api_faults_loses_nothing_and_memory_stays_flat() {
             violations.push(format!("delete {id} after the soak: {r:?}"));
         }
     }
-    violations.extend(settle(&client, &expected.lock().clone(), Duration::from_secs(60)).await);
+    violations.extend(settle(&client, &snapshot(&expected), Duration::from_secs(60)).await);
 
-    // RSS: after the first fifth (warm-up), the last third's median against the first's.
-    let steady: Vec<u64> = rss.iter().skip(rss.len() / 5).map(|(_, k)| *k).collect();
-    let third = (steady.len() / 3).max(1);
-    let early = median(&steady[..third.min(steady.len())]);
-    let late = median(&steady[steady.len().saturating_sub(third)..]);
+    // RSS: the first third is warm-up (caches and allocator pools grow); flat means the last
+    // third's median stays within `bound` of the middle third's. Short runs barely leave
+    // warm-up, so they get a looser bound.
+    let samples: Vec<u64> = rss.iter().map(|(_, k)| *k).collect();
+    let third = (samples.len() / 3).max(1);
+    let early = median(&samples[third.min(samples.len())..(2 * third).min(samples.len())]);
+    let late = median(&samples[samples.len().saturating_sub(third)..]);
     let growth = late as f64 / early.max(1) as f64 - 1.0;
+    let bound = if secs >= 90 { 0.20 } else { 0.35 };
     let series: Vec<String> = rss
         .iter()
         .step_by((rss.len() / 10).max(1))
@@ -277,8 +281,8 @@ async fn sdk_churn_under_api_faults_loses_nothing_and_memory_stays_flat() {
     assert!(violations.is_empty(), "invariants: {violations:?}");
     assert!(t.ok > 0, "no SDK call succeeded");
     assert!(
-        growth < 0.2 || late.saturating_sub(early) < 4096,
-        "manager RSS grew from {early} KiB to {late} KiB"
+        samples.len() < 6 || growth < bound,
+        "manager RSS grew from {early} KiB to {late} KiB (more than {bound})"
     );
     drop(manager);
 }

@@ -104,7 +104,7 @@ async fn manager_killed_at_random_points_loses_nothing() {
     }
     let expected = Arc::new(Mutex::new(Expected::default()));
     let mut manager = ManagerProcess::spawn(&cluster, "crash-0", false, "k");
-    let first = settle(&client, &expected.lock().clone(), SETTLE).await;
+    let first = settle(&client, &snapshot(&expected), SETTLE).await;
     assert!(first.is_empty(), "the pools never warmed: {first:?}");
 
     let started = Instant::now();
@@ -151,7 +151,7 @@ async fn manager_killed_at_random_points_loses_nothing() {
             "churn"
         };
         manager = ManagerProcess::spawn(&cluster, &format!("crash-{}", round + 1), false, "k");
-        let left = settle(&client, &expected.lock().clone(), SETTLE).await;
+        let left = settle(&client, &snapshot(&expected), SETTLE).await;
         let e = expected.lock();
         println!(
             "round {round} ({kind}): killed after {kill_after:?}; {} live, {} deleted sandboxes; \

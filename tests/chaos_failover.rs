@@ -111,7 +111,7 @@ async fn failover(fault: Fault) {
         (b, a)
     };
     let expected = Arc::new(Mutex::new(Expected::default()));
-    let warm = settle(&client, &expected.lock().clone(), T).await;
+    let warm = settle(&client, &snapshot(&expected), T).await;
     assert!(warm.is_empty(), "{warm:?}");
 
     // SDK creates through the survivor (relayed to the leader until it takes over).
@@ -209,7 +209,7 @@ async fn failover(fault: Fault) {
         expected.lock().removed(id);
         deletes += 1;
     }
-    let left = settle(&client, &expected.lock().clone(), Duration::from_secs(60)).await;
+    let left = settle(&client, &snapshot(&expected), Duration::from_secs(60)).await;
     let o = outcomes.lock();
     let successful_late: Vec<&String> = late_writes
         .iter()

@@ -278,6 +278,11 @@ impl Expected {
     }
 }
 
+/// A copy of shared expectations (the lock is released before anything awaits).
+pub fn snapshot(expected: &parking_lot::Mutex<Expected>) -> Expected {
+    expected.lock().clone()
+}
+
 /// Reads the API server's state and lists every violated invariant:
 /// - no pod in two sandboxes' ledgers (`alloc-status`);
 /// - every ledger entry is a live pod of the sandbox's pool;
