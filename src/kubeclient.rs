@@ -150,12 +150,25 @@ where
 }
 
 /// A client for a real cluster (kubeconfig or in-cluster config), instrumented.
-pub async fn connect(limits: ClientLimits) -> Result<kube::Client, kube::Error> {
-    let config = kube::Config::infer()
+/// Connects with the kubeconfig or in-cluster config; every request carries `user_agent`
+/// so the API server's audit trail tells one replica's writes from another's, and passes
+/// `fence` just before it is sent.
+pub async fn connect(
+    limits: ClientLimits,
+    user_agent: &str,
+    fence: &crate::actors::leader::WriteFence,
+) -> Result<kube::Client, kube::Error> {
+    let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     let builder = kube::client::ClientBuilder::try_from(config)?;
-    Ok(builder.with_layer(&InstrumentLayer::new(limits)).build())
+    Ok(builder
+        .with_layer(&fence.layer())
+        .with_layer(&InstrumentLayer::new(limits))
+        .build())
 }
 
 /// An instrumented client over any service (the embedded API server in-process).

@@ -297,14 +297,17 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
             snapshot: args.snapshot.config(),
             ..Default::default()
         },
+        write_fence: Some(opensandbox::actors::leader::WriteFence::default()),
         ..ManagerOptions::default()
     };
     let limits = ClientLimits {
         qps: args.kube_client_qps,
         burst: args.kube_client_burst,
     };
+    let user_agent = format!("opensandbox-manager/{}", opts.identity);
+    let fence = opts.write_fence.clone().unwrap_or_default();
     actor_system().block_on(async move {
-        let client = opensandbox::kubeclient::connect(limits)
+        let client = opensandbox::kubeclient::connect(limits, &user_agent, &fence)
             .await
             .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
         let running = Manager::start(client, &opts).await?;

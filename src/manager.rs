@@ -48,6 +48,8 @@ pub struct ManagerOptions {
     pub relist_interval: Option<Duration>,
     /// The SDK lifecycle API: where it listens and how it is configured.
     pub api: Option<(SocketAddr, ServerConfig)>,
+    /// The fence layer of the manager's client, armed with the leader gate on start.
+    pub write_fence: Option<crate::actors::leader::WriteFence>,
 }
 
 /// Problems starting the manager.
@@ -115,6 +117,9 @@ impl Manager {
             .as_ref()
             .map(|h| h.gate())
             .unwrap_or_else(LeaderGate::always);
+        if let Some((fence, h)) = opts.write_fence.as_ref().zip(leader.as_ref()) {
+            fence.arm(h.gate());
+        }
         if let Some(h) = &leader {
             let mut rx = h.subscribe();
             tokio::spawn(async move {

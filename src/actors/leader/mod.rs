@@ -8,9 +8,11 @@
 
 mod config;
 mod elector;
+mod fence;
 mod handle;
 mod record;
 
 pub use config::{LeaderConfig, LeaderConfigError};
 pub use elector::LeaderElector;
+pub use fence::{FenceLayer, Fenced, WriteFence};
 pub use handle::{LeaderGate, LeaderHandle, LeaderState};

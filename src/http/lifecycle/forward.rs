@@ -31,6 +31,8 @@ pub const NOT_LEADER_HEADER: &str = "x-opensandbox-not-leader";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a relayed call may still wait for a leader that lost its lease.
+const DEPOSED_GRACE: Duration = Duration::from_secs(2);
 
 /// Besides the hop-by-hop headers, the ones we rebuild. `Host` stays: the leader builds
 /// client-facing URLs (the server-proxy endpoint) from it.
@@ -107,6 +109,44 @@ fn target(state: &LeaderState, gate: &LeaderGate) -> Target {
     }
 }
 
+/// True once `holder` no longer holds the lease (a frozen or partitioned leader lost it).
+fn deposed(state: &LeaderState, holder: &str) -> bool {
+    state.holder.as_deref() != Some(holder)
+}
+
+/// Runs a relay attempt until it ends or its target has lost the lease for
+/// [`DEPOSED_GRACE`]. A leader frozen mid-call would otherwise hold the call until it wakes;
+/// once deposed it writes nothing more (its client is fenced), so the caller gets a clear,
+/// retryable answer. The grace lets a leader that stepped down gracefully finish its calls.
+async fn until_deposed(
+    relayed: impl std::future::Future<Output = Attempt>,
+    mut state: watch::Receiver<LeaderState>,
+    holder: &str,
+) -> Attempt {
+    let lost = async {
+        // An error means the elector is gone: nothing will change any more.
+        if state.wait_for(|s| deposed(s, holder)).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DEPOSED_GRACE).await;
+    };
+    tokio::select! {
+        answer = relayed => answer,
+        () = lost => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVER::LEADER_CHANGED",
+                format!(
+                    "The leader {holder} lost its lease while handling the call; it may not \
+                     have been applied: retry"
+                ),
+            );
+            e.retry_after = Some(1);
+            Attempt::Answered(e.error_response())
+        }
+    }
+}
+
 /// The outcome of one relay attempt.
 enum Attempt {
     Answered(HttpResponse),
@@ -132,7 +172,8 @@ pub async fn forward(
             Target::Us => return Ok(None),
             Target::Unknown(why) => last_problem = why,
             Target::Leader(holder, address) => {
-                match attempt(req, &address, &leadership.identity, body.clone()).await {
+                let relayed = attempt(req, &address, &leadership.identity, body.clone());
+                match until_deposed(relayed, leadership.state.clone(), &holder).await {
                     Attempt::Answered(resp) => return Ok(Some(resp)),
                     Attempt::Retry(why) => {
                         last_problem = format!("leader {holder} at {address}: {why}");
@@ -272,6 +313,14 @@ async fn attempt(req: &ServiceRequest, address: &str, identity: &str, body: Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_is_deposed_once_the_lease_names_someone_else_or_nobody() {
+        let st = |holder: Option<&str>| state(false, holder, None);
+        assert!(!deposed(&st(Some("a")), "a"));
+        assert!(deposed(&st(Some("b")), "a"));
+        assert!(deposed(&st(None), "a"));
+    }
 
     #[test]
     fn the_leader_serves_everything_followers_relay_the_api() {

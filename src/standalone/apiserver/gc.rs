@@ -334,3 +334,126 @@ fn detach(core: &Arc<Core>, group: &str, plural: &str, ns: &str, name: &str, own
 pub fn dependent_gone(core: &Core, obj: &ObjRef) {
     core.gc.enqueue_owner_recheck(&obj.value);
 }
+
+/// A dependent written with an owner that is already gone (a controller acting on a stale
+/// cache after the owner's deletion) is collected like the real collector does with
+/// dangling references; otherwise it would outlive its owner forever.
+pub fn dependent_written(core: &Core, obj: &ObjRef) {
+    if !obj.value["metadata"]["deletionTimestamp"].is_null() {
+        return;
+    }
+    for r in obj.value["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let resolvable = r["apiVersion"]
+            .as_str()
+            .zip(r["kind"].as_str())
+            .is_some_and(|(av, kind)| core.registry.by_kind(av, kind).is_some());
+        if resolvable && !owner_alive(core, obj.namespace(), r) {
+            core.gc
+                .enqueue_owner_gone(r["uid"].as_str().unwrap_or_default());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use serde_json::json;
+
+    use crate::standalone::apiserver::ApiServer;
+
+    fn config_map(name: &str, owner: Option<(&str, &str)>) -> ConfigMap {
+        let refs = owner.map(|(name, uid)| {
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid}])
+        });
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "ownerReferences": refs}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dependent_created_after_its_owner_is_gone_is_collected() {
+        let server = ApiServer::new();
+        let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+        let owner = api
+            .create(&Default::default(), &config_map("owner", None))
+            .await
+            .unwrap();
+        let uid = owner.metadata.uid.unwrap();
+        api.create(
+            &Default::default(),
+            &config_map("kept", Some(("owner", &uid))),
+        )
+        .await
+        .unwrap();
+        api.delete("owner", &Default::default()).await.unwrap();
+        // Created with a reference to the deleted owner, as from a stale cache.
+        api.create(
+            &Default::default(),
+            &config_map("late", Some(("owner", &uid))),
+        )
+        .await
+        .unwrap();
+        // And one naming a live owner by a uid it never had.
+        let live = api
+            .create(&Default::default(), &config_map("live", None))
+            .await
+            .unwrap();
+        api.create(
+            &Default::default(),
+            &config_map("stale-uid", Some(("live", "not-its-uid"))),
+        )
+        .await
+        .unwrap();
+        api.create(
+            &Default::default(),
+            &config_map(
+                "fine",
+                Some(("live", live.metadata.uid.as_deref().unwrap())),
+            ),
+        )
+        .await
+        .unwrap();
+        for _ in 0..200 {
+            let left: Vec<String> = ["kept", "late", "stale-uid"]
+                .into_iter()
+                .filter(|n| {
+                    server
+                        .core()
+                        .store
+                        .get(&cm_key(&server), "default", n)
+                        .is_some()
+                })
+                .map(str::to_string)
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for gone in ["kept", "late", "stale-uid"] {
+            assert!(
+                api.get_opt(gone).await.unwrap().is_none(),
+                "{gone} is collected"
+            );
+        }
+        assert!(api.get_opt("fine").await.unwrap().is_some());
+        assert!(api.get_opt("live").await.unwrap().is_some());
+    }
+
+    fn cm_key(server: &ApiServer) -> crate::standalone::apiserver::registry::ResourceKey {
+        server
+            .core()
+            .registry
+            .get("", "v1", "configmaps")
+            .unwrap()
+            .key()
+    }
+}

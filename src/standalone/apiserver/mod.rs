@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use exec::{ExecError, ExecIo, ExecRequest, PodExecutor};
-pub use faults::{FaultRule, Faults};
+pub use faults::{FaultCounts, FaultRule, Faults, WatchDisruption, disrupt_watches};
 pub use reqlog::{LoggedRequest, RequestLog};
 pub use server::{ApiServerConfig, Body, Core};
 

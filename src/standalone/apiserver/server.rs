@@ -276,7 +276,7 @@ impl Core {
             None => call.res.plural.clone(),
         };
         self.faults.wait_unpaused().await;
-        let decision = self.faults.decide(verb, &resource);
+        let decision = self.faults.decide_for(verb, &resource, call.user_agent());
         if !decision.latency.is_zero() {
             tokio::time::sleep(decision.latency).await;
         }

@@ -193,6 +193,7 @@ pub fn create(core: &Arc<Core>, call: &Call) -> Result<Response<Body>, ApiError>
 
 /// Side effects of a stored write that other parts of the server follow.
 fn after_commit(core: &Arc<Core>, res: &ResourceInfo, obj: &ObjRef) {
+    super::super::gc::dependent_written(core, obj);
     if is_crd(res) {
         let established = obj.value["metadata"]["deletionTimestamp"].is_null();
         let spec = &obj.value["spec"];
