@@ -41,6 +41,9 @@ pub enum CallError {
     /// The executor answered with an error status.
     #[error("{0}")]
     Rejected(String),
+    /// Nothing serves the task API at this address (404/405): no task of ours runs there.
+    #[error("{0}")]
+    NoTaskApi(String),
 }
 
 /// One call to one pod's executor, tagged with what it is for.
@@ -135,9 +138,11 @@ async fn request(
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(512).collect());
-        return Err(CallError::Rejected(format!(
-            "the executor at {addr} answered {path} with {status}: {message}"
-        )));
+        let reason = format!("the executor at {addr} answered {path} with {status}: {message}");
+        return Err(match status {
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => CallError::NoTaskApi(reason),
+            _ => CallError::Rejected(reason),
+        });
     }
     serde_json::from_slice(&bytes).map_err(|e| unreachable("task list", &e))
 }

@@ -364,7 +364,11 @@ impl TaskTracker {
                 Err(CallError::Unreachable(reason)) => {
                     slot.observation = Observation::Unreachable(reason);
                 }
-                Err(CallError::Rejected(reason)) => {
+                // Stopping a task where no task API is served: nothing of ours runs there.
+                Err(CallError::NoTaskApi(_)) if self.stopping || releasing => {
+                    slot.released = true;
+                }
+                Err(CallError::Rejected(reason) | CallError::NoTaskApi(reason)) => {
                     slot.observation = Observation::Rejected(reason);
                 }
             }
@@ -694,6 +698,26 @@ mod tests {
         assert!(by_position[0].is_none());
         assert_eq!(by_position[1].as_ref().unwrap().name, "x-1");
         assert_eq!(by_position[2].as_ref().unwrap().name, "x-0");
+    }
+
+    #[test]
+    fn cleanup_does_not_wait_for_an_address_that_serves_no_task_api() {
+        let mut t = TaskTracker::default();
+        let s = specs(1);
+        t.observe("bs", &s, &[pod(0, "a", true)], &ReleasedTasks::default());
+        let now = Instant::now();
+        let round = t.next_round(&s, now).unwrap();
+        let no_api = |p: &Probe| ProbeResult {
+            probe: p.clone(),
+            outcome: Err(CallError::NoTaskApi("404".into())),
+        };
+        t.absorb(vec![no_api(&round[0])], now);
+        assert_eq!(t.summary().counts.unknown, 1, "running: a clear reason");
+        t.start_stopping();
+        let round = t.next_round(&s, now).unwrap();
+        assert_eq!(round[0].call, Call::Stop);
+        t.absorb(vec![no_api(&round[0])], now);
+        assert!(t.cleanup_done());
     }
 
     #[test]
