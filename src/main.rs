@@ -141,6 +141,18 @@ struct ManagerArgs {
     /// Prometheus metrics address (`0` disables).
     #[arg(long, default_value = "0.0.0.0:8443")]
     metrics_bind_address: String,
+    /// Serve metrics over HTTPS with the certificate in `--metrics-cert-path`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    metrics_secure: bool,
+    /// Directory of the metrics serving certificate (a mounted `kubernetes.io/tls` Secret).
+    #[arg(long, default_value = "/tmp/k8s-metrics-server/metrics-certs")]
+    metrics_cert_path: std::path::PathBuf,
+    /// Certificate file name in `--metrics-cert-path`.
+    #[arg(long, default_value = "tls.crt")]
+    metrics_cert_name: String,
+    /// Key file name in `--metrics-cert-path`.
+    #[arg(long, default_value = "tls.key")]
+    metrics_cert_key: String,
     /// Health probe address (`/healthz`, `/readyz`).
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_probe_bind_address: String,
@@ -293,6 +305,12 @@ fn manager(args: ManagerArgs) -> anyhow::Result<()> {
             }
         },
         metrics_addr: parse_addr("metrics-bind-address", &args.metrics_bind_address)?,
+        metrics_tls: args
+            .metrics_secure
+            .then(|| opensandbox::http::metrics_tls::MetricsTls {
+                cert: args.metrics_cert_path.join(&args.metrics_cert_name),
+                key: args.metrics_cert_path.join(&args.metrics_cert_key),
+            }),
         actors: opensandbox::actors::ActorConfig {
             snapshot: args.snapshot.config(),
             ..Default::default()

@@ -44,6 +44,8 @@ pub struct ManagerOptions {
     pub identity: String,
     pub health_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve metrics over TLS with this certificate and key.
+    pub metrics_tls: Option<crate::http::metrics_tls::MetricsTls>,
     pub actors: ActorConfig,
     pub relist_interval: Option<Duration>,
     /// The SDK lifecycle API: where it listens and how it is configured.
@@ -62,6 +64,8 @@ pub enum ManagerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    MetricsTls(#[from] crate::http::metrics_tls::MetricsTlsError),
 }
 
 /// A running manager.
@@ -85,7 +89,12 @@ impl Manager {
             actix_rt::spawn(srv);
         }
         if let Some(addr) = opts.metrics_addr {
-            let srv = probes::metrics_server(addr, cache.clone())
+            let tls = opts
+                .metrics_tls
+                .as_ref()
+                .map(crate::http::metrics_tls::server_config)
+                .transpose()?;
+            let srv = probes::metrics_server(addr, cache.clone(), tls)
                 .map_err(|source| ManagerError::Listen { addr, source })?;
             servers.push(srv.handle());
             actix_rt::spawn(srv);

@@ -2,4 +2,5 @@
 //! lifecycle API, the routes the OpenSandbox SDKs call).
 
 pub mod lifecycle;
+pub mod metrics_tls;
 pub mod probes;

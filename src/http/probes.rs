@@ -60,19 +60,23 @@ pub fn probe_server(
     .run())
 }
 
-/// Serves `/metrics` on `addr`.
+/// Serves `/metrics` on `addr`, over TLS when `tls` is given.
 pub fn metrics_server(
     addr: SocketAddr,
     cache: Arc<Cache>,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(cache);
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .route("/metrics", web::get().to(metrics_text))
     })
     .workers(1)
-    .disable_signals()
-    .bind(addr)?
-    .run())
+    .disable_signals();
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(addr, config)?,
+        None => server.bind(addr)?,
+    };
+    Ok(server.run())
 }

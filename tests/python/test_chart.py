@@ -73,6 +73,7 @@ CASES: dict[str, dict] = {
         "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s",
                                        "labels": {"release": "prometheus"}}}
     },
+    "metrics-tls": {"metrics": {"secure": True, "certSecret": "metrics-cert", "serviceMonitor": {"enabled": True}}},
     "grafana-dashboard": {"grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "OpenSandbox"}}}},
     "rbac-off-named-sa": {"rbac": {"create": False, "serviceAccount": {"create": False, "name": "sandbox-operator"}}},
     "three-replicas": {"controllerManager": {"replicas": 3}},
@@ -487,6 +488,29 @@ def test_three_replicas_get_a_pdb_and_leader_election():
     pdb = one("three-replicas", "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_metrics_over_tls():
+    assert flag("metrics-tls", "metrics-secure") == "true"
+    assert flag("metrics-tls", "metrics-cert-path") == "/etc/opensandbox-metrics-certs"
+    assert flag("defaults", "metrics-secure") is None
+    mounts = {m["name"]: m for m in manager_container("metrics-tls")["volumeMounts"]}
+    assert mounts["metrics-certs"] == {"name": "metrics-certs", "mountPath": "/etc/opensandbox-metrics-certs",
+                                       "readOnly": True}
+    volumes = {v["name"]: v for v in one("metrics-tls", "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["metrics-certs"]["secret"]["secretName"] == "metrics-cert"
+    endpoint = one("metrics-tls", "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"serverName": f"{FULLNAME}-metrics.{NAMESPACE}.svc",
+                                     "ca": {"secret": {"name": "metrics-cert", "key": "ca.crt"}}}
+    custom = template_raw({"metrics": {"secure": True, "certSecret": "c",
+                                       "serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}}}})
+    assert custom.returncode == 0, custom.stderr
+    sm = next(d for d in yaml.safe_load_all(custom.stdout) if d and d["kind"] == "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["tlsConfig"] == {"insecureSkipVerify": True}
+    missing = template_raw({"metrics": {"secure": True}})
+    assert missing.returncode != 0
+    assert "metrics.certSecret is required" in missing.stderr
 
 
 def test_replicas_without_leader_election_fail():

@@ -21,6 +21,9 @@
     (printf "--health-probe-bind-address=0.0.0.0:%d" (int .Values.healthProbePort))
     (printf "--metrics-bind-address=%s" $metrics)
     (printf "--api-bind-address=%s" (include "osb.apiBindAddress" .))) -}}
+{{- if and .Values.metrics.enabled .Values.metrics.secure -}}
+{{- $args = concat $args (list "--metrics-secure=true" "--metrics-cert-path=/etc/opensandbox-metrics-certs") -}}
+{{- end -}}
 {{- if .Values.server.enabled -}}
 {{- $args = append $args "--config=/etc/opensandbox/config.toml" -}}
 {{- end -}}
