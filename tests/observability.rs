@@ -818,3 +818,50 @@ async fn metrics_over_tls_follow_a_rotated_certificate() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(get("ca-a.crt").await.unwrap().is_err());
 }
+
+/// Requests the SDK API's rate limit refuses are counted per route.
+#[actix_rt::test]
+async fn rate_limited_requests_are_counted() {
+    let s = api_server().await;
+    let (api, metrics) = (free_addr(), free_addr());
+    let opts = ManagerOptions {
+        identity: "limited".into(),
+        metrics_addr: Some(metrics),
+        api: Some((
+            api,
+            ServerConfig {
+                api_key: Some(API_KEY.into()),
+                rate_limit_per_second: 1,
+                ..ServerConfig::default()
+            },
+        )),
+        ..ManagerOptions::default()
+    };
+    let _m = Manager::start(s.client(), &opts).await.unwrap();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let (code, headers, body) = http_json(
+            api,
+            "GET",
+            "/v1/sandboxes",
+            &[("OPEN-SANDBOX-API-KEY", API_KEY)],
+            None,
+        )
+        .await;
+        if code == 429 {
+            refused += 1;
+            assert_eq!(body["code"], "RATE_LIMITED");
+            assert!(headers.contains_key("retry-after"));
+        }
+    }
+    assert!(refused > 0, "a limit of 1/s lets 10 quick requests through");
+    let scrape = scrape(metrics).await;
+    assert_eq!(
+        value(
+            &scrape,
+            "opensandbox_api_rate_limited_total",
+            &[("route", "/v1/sandboxes")]
+        ),
+        f64::from(refused)
+    );
+}
