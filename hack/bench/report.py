@@ -121,19 +121,29 @@ EXTRACTORS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
 }
 
 
-def carry_over(scenarios: dict[str, Any], errors: dict[str, str], previous: dict | None) -> str | None:
+def carry_over(scenarios: dict[str, Any], errors: dict[str, str], previous: dict | None) -> dict[str, str]:
     """After a partial run (`--only`): every scenario that was not run takes its figures from the
-    previous `latest.json`, so a partial run updates only its own keys. Returns a note naming what
-    was carried over, or None."""
-    before = (previous or {}).get("scenarios") or {}
-    carried = sorted(name for name, why in errors.items() if why == NOT_RUN and name in before)
-    for name in carried:
+    previous `latest.json`, so a partial run updates only its own keys. Returns scenario -> the run
+    its figures come from (kept across successive partial runs)."""
+    previous = previous or {}
+    before = previous.get("scenarios") or {}
+    earlier = previous.get("carried_over_from") or {}
+    origins = {}
+    for name in sorted(n for n, why in errors.items() if why == NOT_RUN and n in before):
         scenarios[name] = before[name]
         del errors[name]
-    if not carried:
+        origins[name] = earlier.get(name) or f"{previous.get('started_at', '?')} (commit {previous.get('commit', '?')})"
+    return origins
+
+
+def carried_over_note(origins: dict[str, str]) -> str | None:
+    by_run: dict[str, list[str]] = {}
+    for name, run in origins.items():
+        by_run.setdefault(run, []).append(name)
+    if not by_run:
         return None
-    return (f"not run now, carried over from the run of {previous.get('started_at', '?')} "  # type: ignore[union-attr]
-            f"(commit {previous.get('commit', '?')}): {', '.join(carried)}")
+    return "not run now, figures from earlier runs: " + "; ".join(
+        f"{', '.join(names)} from the run of {run}" for run, names in sorted(by_run.items()))
 
 
 def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, meta: dict) -> dict:

@@ -128,10 +128,18 @@ def test_a_partial_run_keeps_the_previous_figures_of_what_it_did_not_run():
     now = {"upstream": complete_scenarios()["upstream"]}
     now["upstream"]["upstream_native"]["creates_per_s"] = 50.0
     errors = {name: report.NOT_RUN for name in ("batch_0ms", "batch_5ms", "sdk_0ms", "memory_10000", "never_ran")}
-    note = report.carry_over(now, errors, json.loads(json.dumps(previous)))
+    origins = report.carry_over(now, errors, json.loads(json.dumps(previous)))
     assert errors == {"never_ran": report.NOT_RUN}
+    assert origins["sdk_0ms"] == "2026-11-01T00:00:00+00:00 (commit abc123)"
+    note = report.carried_over_note(origins)
     assert note is not None and "abc123" in note and "sdk_0ms" in note
     latest = report.summarize(now, errors, MACHINE, {})
     assert latest["batch_100_ready_ms"] == 40.0  # carried over
     assert latest["upstream_native_creates_per_s"] == 50.0  # this run's figure
-    assert report.carry_over({}, {"sdk_0ms": report.NOT_RUN}, None) is None
+    # A second partial run still names the run the figures were measured in.
+    latest["started_at"], latest["carried_over_from"] = "2026-11-02T00:00:00+00:00", origins
+    again = {"upstream": now["upstream"]}
+    origins = report.carry_over(again, {"sdk_0ms": report.NOT_RUN}, json.loads(json.dumps(latest)))
+    assert origins == {"sdk_0ms": "2026-11-01T00:00:00+00:00 (commit abc123)"}
+    assert report.carry_over({}, {"sdk_0ms": report.NOT_RUN}, None) == {}
+    assert report.carried_over_note({}) is None
