@@ -114,7 +114,9 @@ def kube_api(kubeconfig: pathlib.Path) -> tuple[str, dict]:
 
 
 def warm_pool(kubeconfig: pathlib.Path, size: int, create: bool) -> None:
-    """Creates (once) a Pool whose buffer holds `size` idle sandboxes and waits until it does."""
+    """Creates (once) a Pool whose buffer holds `size` idle sandboxes and waits until it does.
+    poolMax = size: the pool starts no replacement pod while a load runs (only once a sandbox is
+    deleted), so the loads time the servers' allocation, not pod starts on the shared cores."""
     server, headers = kube_api(kubeconfig)
     url = f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools"
     if create:
@@ -122,7 +124,7 @@ def warm_pool(kubeconfig: pathlib.Path, size: int, create: bool) -> None:
             "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "metadata": {"name": POOL},
             "spec": {"template": {"spec": {"containers": [{"name": "sandbox", "image": "host",
                                                            "command": ["tail", "-f", "/dev/null"]}]}},
-                     "capacitySpec": {"bufferMin": size, "bufferMax": size, "poolMin": 0, "poolMax": 4 * size},
+                     "capacitySpec": {"bufferMin": size, "bufferMax": size, "poolMin": 0, "poolMax": size},
                      "scaleStrategy": {"maxUnavailable": "100%"}},
         }
         httpx.post(url, json=pool, headers=headers, timeout=10).raise_for_status()
