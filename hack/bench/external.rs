@@ -179,12 +179,12 @@ async fn worker(t: Arc<Target>, n: usize) -> Outcome {
             sender = Some(s);
             continue;
         };
-        if t.wait_running {
-            if let Err(e) = wait_running(&mut s, &t, &id).await {
-                out.error(e.to_string());
-                out.ids.push(id);
-                continue;
-            }
+        if t.wait_running
+            && let Err(e) = wait_running(&mut s, &t, &id).await
+        {
+            out.error(e.to_string());
+            out.ids.push(id);
+            continue;
         }
         out.latencies.push(start.elapsed());
         out.ids.push(id);
