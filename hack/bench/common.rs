@@ -14,6 +14,20 @@ pub fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The value of `--name VALUE` on the command line, if given.
+pub fn arg_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// Whether the flag `--name` is on the command line.
+pub fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
 /// An embedded API server with our CRDs installed.
 pub async fn server_with_crds() -> anyhow::Result<ApiServer> {
     let s = ApiServer::new();

@@ -21,7 +21,16 @@ REQUIRED_KEYS = [
     "first_command_p50_ms",
     "upstream_creates_per_s",
     "ours_vs_upstream_creates_ratio",
+    "ours_native_creates_per_s",
+    "upstream_native_creates_per_s",
+    "ours_vs_upstream_native_creates_ratio",
+    "ours_native_create_p50_ms",
+    "ours_native_create_p99_ms",
+    "upstream_native_create_p50_ms",
+    "upstream_native_create_p99_ms",
 ]
+
+NOT_RUN = "not run (--only)"
 
 # (key, comparison, bound, what the issue asks for)
 TARGETS = [
@@ -31,7 +40,9 @@ TARGETS = [
     ("sdk_create_p50_ms_c16", "<", 10, "SDK-API pooled create p50 at concurrency 16"),
     ("sdk_create_p99_ms_c16", "<", 50, "SDK-API pooled create p99 at concurrency 16"),
     ("sdk_creates_per_s", ">", 1000, "SDK-API sustained creates/s"),
-    ("ours_vs_upstream_creates_ratio", ">=", 5, "creates/s vs the upstream Python server"),
+    ("ours_vs_upstream_creates_ratio", ">=", 5, "creates/s vs the upstream Python server (official SDK load)"),
+    ("ours_vs_upstream_native_creates_ratio", ">=", 5,
+     "creates/s vs the upstream Python server (native load: server capacity)"),
     ("propagation_p99_ms", "<", 100, "pod Ready to sandbox Ready p99"),
     ("cache_bytes_per_pod_10k", "<", 2048, "cache bytes per pod at 10k pods"),
     ("rss_mb_10k", "<", 64, "manager RSS (MiB) at 10k pods"),
@@ -94,7 +105,45 @@ EXTRACTORS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
                                "upstream.py: opensandbox-server (PyPI) on our standalone API server, official SDK creates"),
     "ours_vs_upstream_creates_ratio": ("upstream", lambda s: dig(s, "ours_vs_upstream_creates_ratio"),
                                        "upstream.py: our SDK API creates/s divided by the upstream server's, same load"),
+    "ours_native_creates_per_s": ("upstream", lambda s: dig(s, "ours_native", "creates_per_s"),
+                                  "upstream.py: bench-sdk-create --target (one Rust process, 16 keep-alive connections) "
+                                  "POST /v1/sandboxes (pooled, SDK body) to our standalone SDK API, 2xx only"),
+    "upstream_native_creates_per_s": ("upstream", lambda s: dig(s, "upstream_native", "creates_per_s"),
+                                      "upstream.py: the same native load against opensandbox-server (PyPI)"),
+    "ours_vs_upstream_native_creates_ratio": ("upstream", lambda s: dig(s, "ours_vs_upstream_native_creates_ratio"),
+                                              "upstream.py: native-load creates/s, ours divided by upstream's"),
+    "ours_native_create_p50_ms": ("upstream", lambda s: dig(s, "ours_native", "p50_ms"),
+                                  "upstream.py: native load, POST to 2xx, ours"),
+    "ours_native_create_p99_ms": ("upstream", lambda s: dig(s, "ours_native", "p99_ms"), "upstream.py: as above"),
+    "upstream_native_create_p50_ms": ("upstream", lambda s: dig(s, "upstream_native", "p50_ms"),
+                                      "upstream.py: native load, POST to 2xx, upstream"),
+    "upstream_native_create_p99_ms": ("upstream", lambda s: dig(s, "upstream_native", "p99_ms"), "upstream.py: as above"),
 }
+
+
+def carry_over(scenarios: dict[str, Any], errors: dict[str, str], previous: dict | None) -> dict[str, str]:
+    """After a partial run (`--only`): every scenario that was not run takes its figures from the
+    previous `latest.json`, so a partial run updates only its own keys. Returns scenario -> the run
+    its figures come from (kept across successive partial runs)."""
+    previous = previous or {}
+    before = previous.get("scenarios") or {}
+    earlier = previous.get("carried_over_from") or {}
+    origins = {}
+    for name in sorted(n for n, why in errors.items() if why == NOT_RUN and n in before):
+        scenarios[name] = before[name]
+        del errors[name]
+        origins[name] = earlier.get(name) or f"{previous.get('started_at', '?')} (commit {previous.get('commit', '?')})"
+    return origins
+
+
+def carried_over_note(origins: dict[str, str]) -> str | None:
+    by_run: dict[str, list[str]] = {}
+    for name, run in origins.items():
+        by_run.setdefault(run, []).append(name)
+    if not by_run:
+        return None
+    return "not run now, figures from earlier runs: " + "; ".join(
+        f"{', '.join(names)} from the run of {run}" for run, names in sorted(by_run.items()))
 
 
 def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, meta: dict) -> dict:
@@ -112,9 +161,10 @@ def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, 
             notes.append(f"{key} is null: {why}")
         latest[key] = value
         measured_where[key] = where
-    upstream_error = dig(scenarios.get("upstream"), "upstream", "error")
-    if upstream_error:
-        notes.append(f"upstream server: {upstream_error}")
+    for run in ("upstream", "ours_native", "upstream_native", "ours_native_running", "upstream_native_running"):
+        error = dig(scenarios.get("upstream"), run, "error")
+        if error:
+            notes.append(f"side by side, {run.replace('_', ' ')}: {error}")
     for name, why in errors.items():
         notes.append(f"scenario {name} failed: {why}")
     latest["targets"] = [target_row(latest, *t) for t in TARGETS]
@@ -155,7 +205,8 @@ def markdown(latest: dict) -> str:
     ]
     for t in latest["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-        lines.append(f"| {t['what']} (`{t['key']}`) | {fmt(t['value'])} | {t['target']} | {met} |")
+        digits = 2 if t["key"].endswith("_ratio") else 1  # so 4.96 does not read as a met 5.0
+        lines.append(f"| {t['what']} (`{t['key']}`) | {fmt(t['value'], digits)} | {t['target']} | {met} |")
     s = latest["scenarios"]
     lines += ["", "| scenario | 0 ms per API write | 5 ms per API write |", "|---|---|---|"]
     for label, path in [
@@ -210,19 +261,32 @@ def markdown(latest: dict) -> str:
                          f"{fmt(fc[label].get('p50_ms'))} / {fmt(fc[label].get('p99_ms'))} |")
     up = s.get("upstream") or {}
     if up:
-        lines += ["", f"Side by side, {up.get('creates', '?')} pooled creates from {up.get('concurrency', '?')} client processes "
-                  "per server, one standalone API server + manager + node agent under both:", "",
-                  "| load | server | p50 (ms) | p99 (ms) | creates/s | server CPU ms per create |", "|---|---|---|---|---|---|"]
-        for load, suffix, ratio in (("official SDK create (wait Running + execd health check)", "", "ours_vs_upstream_creates_ratio"),
-                                    ("bare POST /v1/sandboxes (then DELETE)", "_server_only", "server_only_creates_ratio")):
+        lines += ["", f"Side by side, one standalone API server + manager + node agent under both servers, one warm "
+                  f"pool of {up.get('pool_size', '?')} sandboxes refilled before every load:", "",
+                  "| load | server | creates | p50 (ms) | p99 (ms) | creates/s | server CPU ms per create |",
+                  "|---|---|---|---|---|---|---|"]
+        sdk = f"official SDK create (wait Running + execd health check), {up.get('concurrency', '?')} client processes"
+        native = f"native POST /v1/sandboxes, {up.get('native_concurrency', '?')} connections"
+        for load, suffix, ratio in (
+                (sdk, "", "ours_vs_upstream_creates_ratio"),
+                (f"bare POST /v1/sandboxes (then DELETE), {up.get('concurrency', '?')} Python processes",
+                 "_server_only", "server_only_creates_ratio"),
+                (native, "_native", "ours_vs_upstream_native_creates_ratio"),
+                (native + " + GET until Running", "_native_running", "native_running_creates_ratio")):
+            if not any(up.get(who + suffix) for who in ("ours", "upstream")):
+                continue
             for who in ("ours", "upstream"):
                 r = up.get(who + suffix) or {}
-                lines.append(f"| {load} | {who} | {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | "
+                lines.append(f"| {load} | {who} | {fmt(r.get('creates'))} | {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | "
                              f"{fmt(r.get('creates_per_s'))} | {fmt(r.get('server_cpu_ms_per_create'), 2)} |")
-            lines.append(f"| {load} | ratio ours / upstream | | | {fmt(up.get(ratio), 2)} | |")
-        lines += ["", "Server CPU: ours is the whole `opensandbox standalone` process (SDK API, embedded API server, "
+            lines.append(f"| {load} | ratio ours / upstream | | | | {fmt(up.get(ratio), 2)} | |")
+        lines += ["", "What bounds each ratio: the official-SDK ratio (the one the issue's 5x target is judged on) is "
+                  "bounded by the Python SDK clients' CPU and by the pod work both servers share on 2 cores, not by "
+                  "the servers; the native ratio comes from one Rust client process that costs next to nothing, so "
+                  "it shows the servers' own create capacity.",
+                  "", "Server CPU: ours is the whole `opensandbox standalone` process (SDK API, embedded API server, "
                   "manager, node agent); upstream is the `opensandbox-server` process alone (the standalone process "
-                  "still does the Kubernetes side under it)."]
+                  "still does the Kubernetes side under it). Native loads include deleting what they created."]
     if latest["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in latest["notes"]]
     lines += ["", "Where each headline figure was measured:", ""]

@@ -4,9 +4,14 @@
 //! loopback with one keep-alive connection per worker. Prints JSON and a readable table.
 //!
 //! Run: `cargo build --release && cargo run --release --example bench-sdk-create [-- --per-level 320 --write-latency-ms 5]`
+//!
+//! With `--target http://HOST:PORT` it starts nothing and drives that server instead (see
+//! external.rs): `--api-key KEY --pool NAME --concurrency 16 --creates 256 [--wait-running]`.
 
 #[path = "common.rs"]
 mod common;
+#[path = "external.rs"]
+mod external;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -76,6 +81,9 @@ async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Some(target) = common::arg_str("--target") {
+        return drive_external(target);
+    }
     let per_level = common::arg("--per-level", 320);
     let write_latency_ms = common::arg("--write-latency-ms", 0) as u64;
     let sys = actix::System::with_tokio_rt(|| {
@@ -146,4 +154,21 @@ fn main() -> anyhow::Result<()> {
         m.shutdown().await;
         Ok(())
     })
+}
+
+fn drive_external(target: String) -> anyhow::Result<()> {
+    let options = external::Options {
+        target,
+        api_key: common::arg_str("--api-key").unwrap_or_default(),
+        pool: common::arg_str("--pool").unwrap_or_else(|| "warm".into()),
+        concurrency: common::arg("--concurrency", 16),
+        creates: common::arg("--creates", 256),
+        wait_running: common::flag("--wait-running"),
+    };
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(external::run(options))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }

@@ -13,6 +13,10 @@ Run (after `cargo build --release --workspace --bins`, `hack/python-env.sh`, and
     tests/python/.venv/bin/python hack/bench/upstream.py [--creates 64 --concurrency 8]
 A second load, `*_server_only`, times the bare POST /v1/sandboxes (then DELETE) on kept-alive
 connections: the servers' own create path without the SDK's endpoint lookups and health check.
+A third, `*_native`, is the same POST from the native load generator (`bench-sdk-create
+--target`, one Rust process, 16 keep-alive connections), so the client costs next to nothing and
+the figure is the server's capacity; `*_native_running` also polls GET until the sandbox is
+Running. The native runs delete what they created after the clock stops.
 Prints one JSON object; a server that cannot be driven gets null figures and an `error`.
 """
 
@@ -34,6 +38,7 @@ from opensandbox.config.connection_sync import ConnectionConfigSync
 from opensandbox.sync.sandbox import SandboxSync
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+NATIVE = "examples/bench-sdk-create"
 UPSTREAM_VENV = REPO / ".cache" / "upstream-venv"
 # The upstream server refuses to start without an API key; both servers get the same header.
 API_KEY = "bench-api-key"
@@ -109,7 +114,9 @@ def kube_api(kubeconfig: pathlib.Path) -> tuple[str, dict]:
 
 
 def warm_pool(kubeconfig: pathlib.Path, size: int, create: bool) -> None:
-    """Creates (once) a Pool whose buffer holds `size` idle sandboxes and waits until it does."""
+    """Creates (once) a Pool whose buffer holds `size` idle sandboxes and waits until it does.
+    poolMax = size: the pool starts no replacement pod while a load runs (only once a sandbox is
+    deleted), so the loads time the servers' allocation, not pod starts on the shared cores."""
     server, headers = kube_api(kubeconfig)
     url = f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools"
     if create:
@@ -117,7 +124,7 @@ def warm_pool(kubeconfig: pathlib.Path, size: int, create: bool) -> None:
             "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "metadata": {"name": POOL},
             "spec": {"template": {"spec": {"containers": [{"name": "sandbox", "image": "host",
                                                            "command": ["tail", "-f", "/dev/null"]}]}},
-                     "capacitySpec": {"bufferMin": size, "bufferMax": size, "poolMin": 0, "poolMax": 4 * size},
+                     "capacitySpec": {"bufferMin": size, "bufferMax": size, "poolMin": 0, "poolMax": size},
                      "scaleStrategy": {"maxUnavailable": "100%"}},
         }
         httpx.post(url, json=pool, headers=headers, timeout=10).raise_for_status()
@@ -199,6 +206,36 @@ def drive(domain: str, creates: int, concurrency: int, work=worker, server_pids:
     }
 
 
+def native(exe: pathlib.Path, domain: str, creates: int, concurrency: int, wait_running: bool,
+           server_pids: tuple[int, ...], standalone_pid: int) -> dict:
+    """`creates` pooled creates from the native load generator; its JSON plus server CPU per create
+    (that CPU includes the deletes after the clock stops, as the SDK loads include their kill)."""
+    def argv(n: int) -> list[str]:
+        return [str(exe / NATIVE), "--target", f"http://{domain}", "--api-key", API_KEY, "--pool", POOL,
+                "--concurrency", str(concurrency), "--creates", str(n), *(["--wait-running"] if wait_running else [])]
+
+    subprocess.run(argv(concurrency), capture_output=True, timeout=120)  # warm-up: first-use paths on the server
+    pids = (*server_pids, standalone_pid)
+    cpu0 = {p: cpu_seconds(p) for p in pids}
+    proc = subprocess.run(argv(creates), capture_output=True, text=True, timeout=600)
+    cpu = {p: cpu_seconds(p) - c for p, c in cpu0.items()}
+    if proc.returncode != 0:
+        return failed(f"{NATIVE} exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    result = json.loads(proc.stdout)
+    done = result["creates"] or 1
+    result["server_cpu_ms_per_create"] = sum(cpu[p] for p in server_pids) * 1000 / done
+    result["standalone_cpu_ms_per_create"] = cpu[standalone_pid] * 1000 / done
+    result["error"] = (f"{result['errors']} of {result['attempted']} creates failed, first: {result['first_error']}"
+                       if result["errors"] else None)
+    return result
+
+
+def ratio(report: dict, ours: str, upstream: str) -> float | None:
+    a = (report.get(ours) or {}).get("creates_per_s")
+    b = (report.get(upstream) or {}).get("creates_per_s")
+    return a / b if a and b else None
+
+
 def failed(error: str) -> dict:
     return {"creates": 0, "p50_ms": None, "p99_ms": None, "creates_per_s": None, "error": error}
 
@@ -217,6 +254,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--creates", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--native-creates", type=int, default=128)
+    parser.add_argument("--native-concurrency", type=int, default=16)
     parser.add_argument("--profile", default="release")
     args = parser.parse_args()
     work = REPO / "target" / "bench-upstream"
@@ -238,13 +277,25 @@ def main() -> None:
                     "creates": args.creates, "concurrency": args.concurrency}
     try:
         wait_http(f"http://127.0.0.1:{ours_port}/health", 60, ours)
-        pool_size = args.creates + 2 * args.concurrency
+        # One pool size for every load: it holds a whole run (plus warm-up) so no load drains it.
+        pool_size = max(args.creates + 2 * args.concurrency, args.native_creates + 2 * args.native_concurrency)
+        report["pool_size"] = pool_size
+        report["native_creates"] = args.native_creates
+        report["native_concurrency"] = args.native_concurrency
+
+        def native_loads(who: str, port: int, server_pids: tuple[int, ...]) -> None:
+            for suffix, wait_running in (("_native", False), ("_native_running", True)):
+                warm_pool(state / "kubeconfig", pool_size, create=False)
+                report[who + suffix] = native(exe, f"127.0.0.1:{port}", args.native_creates,
+                                              args.native_concurrency, wait_running, server_pids, ours.pid)
+
         warm_pool(state / "kubeconfig", pool_size, create=True)
         report["ours"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency,
                                server_pids=(ours.pid,), standalone_pid=ours.pid)
         warm_pool(state / "kubeconfig", pool_size, create=False)
         report["ours_server_only"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency, raw_worker,
                                            server_pids=(ours.pid,), standalone_pid=ours.pid)
+        native_loads("ours", ours_port, (ours.pid,))
         server = UPSTREAM_VENV / "bin" / "opensandbox-server"
         if not server.exists():
             report["upstream"] = failed(f"{server} is missing (pip install opensandbox-server into {UPSTREAM_VENV})")
@@ -264,17 +315,17 @@ def main() -> None:
                 report["upstream_server_only"] = drive(
                     f"127.0.0.1:{upstream_port}", args.creates, args.concurrency, raw_worker,
                     server_pids=(upstream.pid,), standalone_pid=ours.pid)
+                native_loads("upstream", upstream_port, (upstream.pid,))
             except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
                 tail = (work / "upstream.log").read_text(errors="replace")[-600:]
                 report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
     finally:
         stop(upstream)
         stop(ours)
-    ours_rate, up_rate = report["ours"]["creates_per_s"], report["upstream"]["creates_per_s"]
-    report["ours_vs_upstream_creates_ratio"] = ours_rate / up_rate if ours_rate and up_rate else None
-    ours_raw = (report.get("ours_server_only") or {}).get("creates_per_s")
-    up_raw = (report.get("upstream_server_only") or {}).get("creates_per_s")
-    report["server_only_creates_ratio"] = ours_raw / up_raw if ours_raw and up_raw else None
+    report["ours_vs_upstream_creates_ratio"] = ratio(report, "ours", "upstream")
+    report["server_only_creates_ratio"] = ratio(report, "ours_server_only", "upstream_server_only")
+    report["ours_vs_upstream_native_creates_ratio"] = ratio(report, "ours_native", "upstream_native")
+    report["native_running_creates_ratio"] = ratio(report, "ours_native_running", "upstream_native_running")
     print(json.dumps(report, indent=2))
 
 

@@ -40,7 +40,11 @@ def complete_scenarios() -> dict:
         "first_command": {"pooled": {"p50_ms": 30.0, "p99_ms": 60.0}},
         "upstream": {"ours": {"creates_per_s": 40.0, "p50_ms": 50.0}, "upstream": {"creates_per_s": 4.0, "p50_ms": 900.0,
                                                                                   "error": None},
-                     "ours_vs_upstream_creates_ratio": 10.0},
+                     "ours_vs_upstream_creates_ratio": 10.0,
+                     "ours_native": {"creates": 128, "creates_per_s": 600.0, "p50_ms": 20.0, "p99_ms": 45.0, "error": None},
+                     "upstream_native": {"creates": 128, "creates_per_s": 40.0, "p50_ms": 380.0, "p99_ms": 700.0,
+                                         "error": None},
+                     "ours_vs_upstream_native_creates_ratio": 15.0},
     }
 
 
@@ -58,6 +62,11 @@ def test_every_required_key_is_a_number_when_every_scenario_ran():
     assert latest["sdk_create_p50_ms_c16"] == 9.0
     assert latest["writes_per_batch_1000"] == 3
     assert latest["ours_vs_upstream_creates_ratio"] == 10.0
+    assert latest["ours_native_creates_per_s"] == 600.0
+    assert latest["upstream_native_creates_per_s"] == 40.0
+    assert latest["ours_vs_upstream_native_creates_ratio"] == 15.0
+    assert (latest["ours_native_create_p50_ms"], latest["ours_native_create_p99_ms"]) == (20.0, 45.0)
+    assert (latest["upstream_native_create_p50_ms"], latest["upstream_native_create_p99_ms"]) == (380.0, 700.0)
     assert latest["machine"] == MACHINE
     assert latest["notes"] == []
     json.dumps(latest)  # serialisable as written
@@ -92,3 +101,45 @@ def test_a_failed_scenario_leaves_null_keys_with_notes():
     assert any("manager cache did not sync" in n for n in latest["notes"])
     md = report.markdown(latest)
     assert "n/a" in md and "Notes:" in md
+
+
+def test_sdk_and_native_ratios_are_separate_targets():
+    scenarios = complete_scenarios()
+    scenarios["upstream"]["ours_vs_upstream_creates_ratio"] = 1.4
+    latest = report.summarize(scenarios, {}, MACHINE, {})
+    met = {t["key"]: t["met"] for t in latest["targets"]}
+    assert met["ours_vs_upstream_creates_ratio"] is False
+    assert met["ours_vs_upstream_native_creates_ratio"] is True
+    md = report.markdown(latest)
+    assert "native POST /v1/sandboxes" in md and "| 15.00 |" in md
+    assert "bounded by the Python SDK clients" in md
+
+
+def test_a_native_run_with_errors_is_noted():
+    scenarios = complete_scenarios()
+    scenarios["upstream"]["upstream_native"]["error"] = "3 of 128 creates failed, first: POST answered 500"
+    latest = report.summarize(scenarios, {}, MACHINE, {})
+    assert any("upstream native" in n and "POST answered 500" in n for n in latest["notes"])
+
+
+def test_a_partial_run_keeps_the_previous_figures_of_what_it_did_not_run():
+    previous = report.summarize(complete_scenarios(), {}, MACHINE, {"started_at": "2026-11-01T00:00:00+00:00",
+                                                                     "commit": "abc123"})
+    now = {"upstream": complete_scenarios()["upstream"]}
+    now["upstream"]["upstream_native"]["creates_per_s"] = 50.0
+    errors = {name: report.NOT_RUN for name in ("batch_0ms", "batch_5ms", "sdk_0ms", "memory_10000", "never_ran")}
+    origins = report.carry_over(now, errors, json.loads(json.dumps(previous)))
+    assert errors == {"never_ran": report.NOT_RUN}
+    assert origins["sdk_0ms"] == "2026-11-01T00:00:00+00:00 (commit abc123)"
+    note = report.carried_over_note(origins)
+    assert note is not None and "abc123" in note and "sdk_0ms" in note
+    latest = report.summarize(now, errors, MACHINE, {})
+    assert latest["batch_100_ready_ms"] == 40.0  # carried over
+    assert latest["upstream_native_creates_per_s"] == 50.0  # this run's figure
+    # A second partial run still names the run the figures were measured in.
+    latest["started_at"], latest["carried_over_from"] = "2026-11-02T00:00:00+00:00", origins
+    again = {"upstream": now["upstream"]}
+    origins = report.carry_over(again, {"sdk_0ms": report.NOT_RUN}, json.loads(json.dumps(latest)))
+    assert origins == {"sdk_0ms": "2026-11-01T00:00:00+00:00 (commit abc123)"}
+    assert report.carry_over({}, {"sdk_0ms": report.NOT_RUN}, None) == {}
+    assert report.carried_over_note({}) is None
