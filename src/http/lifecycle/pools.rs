@@ -34,9 +34,10 @@ fn check_capacity(c: &CapacitySpecBody) -> Result<()> {
         ("poolMin", c.pool_min),
     ];
     for (name, v) in fields {
-        if !(0..=i64::from(i32::MAX)).contains(&v) {
+        if !(0..=i64::from(crate::crd::MAX_PODS)).contains(&v) {
             return Err(ApiError::validation(format!(
-                "capacitySpec.{name}: must be a non-negative 32-bit integer"
+                "capacitySpec.{name}: must be between 0 and {}",
+                crate::crd::MAX_PODS
             )));
         }
     }
