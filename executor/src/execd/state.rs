@@ -12,6 +12,8 @@ pub struct ExecdConfig {
     pub access_token: Option<String>,
     pub envs_file: PathBuf,
     pub tmp_dir: PathBuf,
+    /// Where the files API may read and write (empty: anywhere).
+    pub fs_roots: crate::paths::Confinement,
 }
 
 pub struct AppState {
@@ -49,6 +51,14 @@ impl AppState {
             lookup: &crate::paths::env_lookup,
         }
         .resolve(raw)
+    }
+
+    /// [`AppState::resolve`] for the files API: also refuses paths outside the sandbox's
+    /// filesystem roots.
+    pub fn resolve_file(&self, raw: &str) -> Result<PathBuf, crate::paths::PathError> {
+        let path = self.resolve(raw)?;
+        self.cfg.fs_roots.check(&path)?;
+        Ok(path)
     }
 }
 

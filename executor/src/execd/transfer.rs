@@ -80,9 +80,10 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                 if meta.path.is_empty() {
                     return Err(bad(INVALID_FILE_METADATA, "metadata path is required"));
                 }
-                let target = state
-                    .resolve(&meta.path)
-                    .map_err(|e| bad(INVALID_FILE_METADATA, e.to_string()))?;
+                let target = state.resolve_file(&meta.path).map_err(|e| match e {
+                    crate::paths::PathError::Outside(_) => ApiError::from(e),
+                    e => bad(INVALID_FILE_METADATA, e.to_string()),
+                })?;
                 let perm = Permission {
                     owner: meta.owner,
                     group: meta.group,
@@ -229,7 +230,7 @@ pub async fn download(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<H
     let raw = query::one(qs, "path")
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::missing_query("path"))?;
-    let path = state.resolve(&raw)?;
+    let path = state.resolve_file(&raw)?;
     let (offset, limit) = (positive(qs, "offset")?, positive(qs, "limit")?);
     let range_header = req
         .headers()
