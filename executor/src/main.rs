@@ -183,6 +183,7 @@ fn main() -> anyhow::Result<()> {
         envs_file: envs_file(&tmp_dir),
         tmp_dir,
         fs_roots: opensandbox_executor::paths::Confinement::from_list(&args.fs_roots),
+        upload_stall_timeout: std::time::Duration::from_secs(30),
     };
     let tmp = cfg.tmp_dir.clone();
     let result = actix_rt::System::new().block_on(run(args, cfg));

@@ -14,6 +14,8 @@ pub struct ExecdConfig {
     pub tmp_dir: PathBuf,
     /// Where the files API may read and write (empty: anywhere).
     pub fs_roots: crate::paths::Confinement,
+    /// An upload making no progress this long fails (incomplete or stalled bodies).
+    pub upload_stall_timeout: std::time::Duration,
 }
 
 pub struct AppState {

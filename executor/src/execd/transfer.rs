@@ -53,8 +53,9 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
     let mut spooled: Vec<Spooled> = Vec::new();
     let mut files = 0usize;
     let mut saw_part = false;
+    let stall = state.cfg.upload_stall_timeout;
     loop {
-        let field = match form.try_next().await {
+        let field = match within(stall, form.try_next()).await? {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if !saw_part => {
@@ -68,7 +69,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
             "metadata" => {
                 let mut buf = Vec::new();
                 let mut field = field;
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = within(stall, field.next()).await? {
                     let chunk = chunk.map_err(|e| bad(INVALID_FILE, e.to_string()))?;
                     if buf.len() + chunk.len() > MAX_METADATA {
                         return Err(bad(INVALID_FILE_METADATA, "metadata too large"));
@@ -105,7 +106,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                 }
             }
             "file" => {
-                let stream = field.map_err(|e| bad(INVALID_FILE, e.to_string()));
+                let stream = stalling(field.map_err(|e| bad(INVALID_FILE, e.to_string())), stall);
                 if let Some((target, perm)) = metas.get(files).cloned() {
                     write_target(&target, &perm, stream).await?;
                 } else {
@@ -121,7 +122,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
             }
             _ => {
                 let mut field = field;
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = within(stall, field.next()).await? {
                     chunk.map_err(|e| bad(INVALID_FILE, e.to_string()))?;
                 }
             }
@@ -146,6 +147,38 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
         ));
     }
     Ok(HttpResponse::Ok().finish())
+}
+
+/// The multipart parser stays pending forever on a body that ends inside a part, and a
+/// client may stop sending: no progress for `limit` fails the upload.
+async fn within<F: std::future::Future>(limit: std::time::Duration, f: F) -> ApiResult<F::Output> {
+    tokio::time::timeout(limit, f).await.map_err(|_| {
+        bad(
+            INVALID_FILE,
+            format!("multipart body incomplete or stalled for {limit:?}"),
+        )
+    })
+}
+
+/// `stream` failing once no item arrived for `limit`.
+fn stalling<S>(
+    stream: S,
+    limit: std::time::Duration,
+) -> std::pin::Pin<Box<dyn Stream<Item = ApiResult<Bytes>>>>
+where
+    S: Stream<Item = ApiResult<Bytes>> + Unpin + 'static,
+{
+    Box::pin(futures::stream::unfold(
+        Some(stream),
+        move |state| async move {
+            let mut stream = state?;
+            match within(limit, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
 }
 
 async fn copy_into<S>(path: &Path, mut stream: S) -> ApiResult<()>
