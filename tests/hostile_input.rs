@@ -540,6 +540,21 @@ async fn standalone_embedded_api_server_refuses_anonymous_requests() {
             f.record(status, ok, &format!("GET {path} with {headers:?}"));
         }
     }
+    // The token as the server URL's path prefix (kubectl sends no bearer token over HTTP).
+    let wrong_prefix = format!("/t/{}/api", BearerToken::generate().as_str());
+    let short_prefix = format!("/t/{}/api", &token[..63]);
+    let right_prefix = format!("/t/{token}/api/v1/namespaces/default/pods?limit=1");
+    for (path, want) in [
+        ("/t//api", 401),
+        ("/t/opensandbox-local/api", 401),
+        (wrong_prefix.as_str(), 401),
+        (short_prefix.as_str(), 401),
+        (right_prefix.as_str(), 200),
+    ] {
+        let (status, _, body) = http_json(sa.kube_addr, "GET", path, &[], None).await;
+        let ok = status == want && (status != 401 || body["reason"] == "Unauthorized");
+        f.record(status, ok, &format!("GET {path}"));
+    }
     // Writes too.
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
     let (status, _, _) = http_json(
@@ -562,7 +577,7 @@ async fn standalone_embedded_api_server_refuses_anonymous_requests() {
     f.record(
         if listed.is_ok() { 200 } else { 401 },
         listed.is_ok(),
-        "kubeconfig client",
+        &format!("kubeconfig client: {:?}", listed.as_ref().err()),
     );
     f.finish("apiserver-auth");
 }
@@ -729,8 +744,14 @@ async fn adversarial_custom_resources_are_refused_with_field_paths() {
     }
     // Names no pool can have (schemathesis found a 500 here: a newline broke the URI).
     for name in ["6%0A", "a%20b", "UPPER", "..", "x%2Fy"] {
-        let (status, _, body) =
-            http_json(env.addr, "DELETE", &format!("/v1/pools/{name}"), &[(H, KEY)], None).await;
+        let (status, _, body) = http_json(
+            env.addr,
+            "DELETE",
+            &format!("/v1/pools/{name}"),
+            &[(H, KEY)],
+            None,
+        )
+        .await;
         f.record(
             status,
             status == 404 && body["code"] == "KUBERNETES::POOL_NOT_FOUND",

@@ -114,7 +114,7 @@ pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneErr
             source,
         })?;
     let kubeconfig = opts.state_dir.join("kubeconfig");
-    ApiServer::write_kubeconfig_with_token(&kubeconfig, endpoint.addr, token.as_str()).map_err(
+    ApiServer::write_kubeconfig_with_token(&kubeconfig, endpoint.addr, &token).map_err(
         |source| StandaloneError::StateDir {
             path: kubeconfig.clone(),
             source,

@@ -1,6 +1,8 @@
-//! Bearer-token authentication of the HTTP endpoint: in standalone mode anything on the
-//! machine (sandbox processes included) can reach the port, so only holders of the
-//! kubeconfig's token get in. In-process clients never pass through here.
+//! Token authentication of the HTTP endpoint: in standalone mode anything on the machine
+//! (sandbox processes included) can reach the port, so only holders of the kubeconfig's
+//! token get in. kubectl and helm do not send bearer tokens over plain HTTP, so the token is
+//! also accepted as a secret path prefix (`/t/<token>`, in the kubeconfig's server URL),
+//! which every client keeps. In-process clients never pass through here.
 
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -48,6 +50,25 @@ impl BearerToken {
     }
 }
 
+impl BearerToken {
+    /// The path prefix clients may present the token as.
+    pub fn path_prefix(&self) -> String {
+        format!("{PATH_PREFIX}{}", self.0)
+    }
+
+    /// `path` without a matching `/t/<token>` prefix (compared in constant time), if it has
+    /// one.
+    pub fn strip_path<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rest = path.strip_prefix(PATH_PREFIX)?;
+        let end = rest.find('/').unwrap_or(rest.len());
+        let (presented, tail) = rest.split_at(end);
+        bool::from(presented.as_bytes().ct_eq(self.0.as_bytes())).then_some(tail)
+    }
+}
+
+/// Where the token sits in a path-authenticated URL.
+pub const PATH_PREFIX: &str = "/t/";
+
 fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme
@@ -88,6 +109,23 @@ mod tests {
             Some("s3cret"),
         ] {
             assert!(!t.admits(&headers(bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_path_prefix_carries_the_token_too() {
+        let t = BearerToken::new("s3cret");
+        assert_eq!(t.path_prefix(), "/t/s3cret");
+        assert_eq!(t.strip_path("/t/s3cret/api/v1/pods"), Some("/api/v1/pods"));
+        assert_eq!(t.strip_path("/t/s3cret"), Some(""));
+        for bad in [
+            "/api/v1/pods",
+            "/t/s3cre/api",
+            "/t/s3crett/api",
+            "/t//api",
+            "/s3cret/api",
+        ] {
+            assert_eq!(t.strip_path(bad), None, "{bad}");
         }
     }
 

@@ -140,19 +140,27 @@ impl ApiServer {
 
     /// Writes a kubeconfig for an unauthenticated server at `addr` to `path`.
     pub fn write_kubeconfig(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
-        Self::write_kubeconfig_with_token(path, addr, "opensandbox-local")
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_private(
+            path,
+            transport::kubeconfig(addr, "", "opensandbox-local").as_bytes(),
+        )
     }
 
-    /// Writes a kubeconfig for `addr` holding `token` to `path`, readable by its owner only.
+    /// Writes a kubeconfig for a server at `addr` served with `token`, to `path`, readable by
+    /// its owner only: the token both as the user's bearer token and in the server URL's path.
     pub fn write_kubeconfig_with_token(
         path: &Path,
         addr: SocketAddr,
-        token: &str,
+        token: &BearerToken,
     ) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        write_private(path, transport::kubeconfig(addr, token).as_bytes())
+        let config = transport::kubeconfig(addr, &token.path_prefix(), token.as_str());
+        write_private(path, config.as_bytes())
     }
 
     /// Serves one request directly (benchmarks and tests of the raw protocol).

@@ -141,12 +141,14 @@ async fn serve_remote(
     auth: Option<&BearerToken>,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    if let Some(token) = auth
-        && !token.admits(req.headers())
-    {
-        return error_response(&auth::unauthorized());
+    let (mut parts, body) = req.into_parts();
+    if let Some(token) = auth {
+        match without_token_prefix(token, &parts.uri) {
+            Some(uri) => parts.uri = uri,
+            None if token.admits(&parts.headers) => {}
+            None => return error_response(&auth::unauthorized()),
+        }
     }
-    let (parts, body) = req.into_parts();
     let limit = core.config.max_body_bytes;
     let timeout = core.config.body_read_timeout;
     match tokio::time::timeout(timeout, collect_limited(body, limit)).await {
@@ -158,6 +160,17 @@ async fn serve_remote(
             format!("the request body was not received within {timeout:?}"),
         )),
     }
+}
+
+/// `uri` with its `/t/<token>` prefix removed, when it has the right one.
+fn without_token_prefix(token: &BearerToken, uri: &http::Uri) -> Option<http::Uri> {
+    let rest = token.strip_path(uri.path())?;
+    let path = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    pq.parse().ok()
 }
 
 /// Serves HTTP/1.1 on `listener` until the task is aborted; with `auth`, every request
@@ -204,9 +217,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-/// A kubeconfig pointing at `http://addr` with namespace `default`, presenting `token`.
-pub fn kubeconfig(addr: SocketAddr, token: &str) -> String {
+/// A kubeconfig pointing at `http://addr{path}` with namespace `default`, presenting `token`.
+pub fn kubeconfig(addr: SocketAddr, path: &str, token: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: opensandbox\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: opensandbox\n  context:\n    cluster: opensandbox\n    user: opensandbox\n    namespace: default\ncurrent-context: opensandbox\nusers:\n- name: opensandbox\n  user:\n    token: {token}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: opensandbox\n  cluster:\n    server: http://{addr}{path}\ncontexts:\n- name: opensandbox\n  context:\n    cluster: opensandbox\n    user: opensandbox\n    namespace: default\ncurrent-context: opensandbox\nusers:\n- name: opensandbox\n  user:\n    token: {token}\n"
     )
 }
