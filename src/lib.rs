@@ -3,6 +3,7 @@
 pub mod actors;
 pub mod cache;
 pub mod crd;
+pub mod fuzzing;
 pub mod http;
 pub mod kubeclient;
 pub mod manager;

@@ -39,7 +39,8 @@ enum Command {
         /// Address of the OpenSandbox SDK API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// API key the SDK must send (OPEN-SANDBOX-API-KEY); needed beyond loopback.
+        /// API key the SDK must send (OPEN-SANDBOX-API-KEY); without one, a key is generated
+        /// once and kept in `<state dir>/api-key`.
         #[arg(long, env = "OPENSANDBOX_SERVER_API_KEY")]
         api_key: Option<String>,
         /// Do not create the `default` Pool.

@@ -13,6 +13,7 @@ pub const INVALID_FILE_METADATA: &str = "INVALID_FILE_METADATA";
 pub const FILE_NOT_FOUND: &str = "FILE_NOT_FOUND";
 pub const CONTEXT_NOT_FOUND: &str = "CONTEXT_NOT_FOUND";
 pub const NOT_SUPPORTED: &str = "NOT_SUPPORTED";
+pub const PATH_NOT_ALLOWED: &str = "PATH_NOT_ALLOWED";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -75,6 +76,9 @@ impl ResponseError for ApiError {
 
 impl From<crate::paths::PathError> for ApiError {
     fn from(e: crate::paths::PathError) -> Self {
+        if let crate::paths::PathError::Outside(_) = e {
+            return ApiError::new(StatusCode::FORBIDDEN, PATH_NOT_ALLOWED, e.to_string());
+        }
         ApiError::bad_request(format!("invalid path: {e}"))
     }
 }

@@ -4,6 +4,7 @@
 pub mod envfile;
 pub mod error;
 pub mod execd;
+pub mod fuzzing;
 pub mod paths;
 pub mod process;
 pub mod range;

@@ -58,6 +58,10 @@ struct Args {
     /// Maximum size of each task's stdout.log / stderr.log.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     task_log_max_bytes: u64,
+    /// `:`-separated directories the files API is confined to (empty: no confinement).
+    /// Standalone mode sets the sandbox's own directory (and its private /tmp).
+    #[arg(long, env = "EXECD_FS_ROOTS", default_value = "")]
+    fs_roots: String,
     /// Do not serve the task API.
     #[arg(long, env = "TASK_EXECUTOR_DISABLED")]
     no_task_api: bool,
@@ -178,6 +182,8 @@ fn main() -> anyhow::Result<()> {
         access_token: Some(args.access_token.clone()).filter(|t| !t.is_empty()),
         envs_file: envs_file(&tmp_dir),
         tmp_dir,
+        fs_roots: opensandbox_executor::paths::Confinement::from_list(&args.fs_roots),
+        upload_stall_timeout: std::time::Duration::from_secs(30),
     };
     let tmp = cfg.tmp_dir.clone();
     let result = actix_rt::System::new().block_on(run(args, cfg));

@@ -10,6 +10,8 @@ pub enum PathError {
     Empty,
     #[error("undefined variable ${0}")]
     Undefined(String),
+    #[error("{0} is outside the sandbox's filesystem")]
+    Outside(String),
 }
 
 /// Expands `$NAME` and `${NAME}`; an undefined variable is an error.
@@ -105,6 +107,72 @@ impl Resolver<'_> {
     }
 }
 
+/// The directories the files API may touch (standalone sandboxes share the host's
+/// filesystem); no roots means no confinement. Symlinks are followed before the check, so
+/// a link inside a root pointing outside it is refused too.
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    roots: Vec<PathBuf>,
+}
+
+impl Confinement {
+    /// Roots are canonicalised now (a missing root is kept as given, cleaned).
+    pub fn new(roots: impl IntoIterator<Item = PathBuf>) -> Self {
+        let roots = roots
+            .into_iter()
+            .filter(|r| r.is_absolute())
+            .map(|r| std::fs::canonicalize(&r).unwrap_or_else(|_| clean(&r)))
+            .collect();
+        Self { roots }
+    }
+
+    /// Parses a `:`-separated list (`EXECD_FS_ROOTS`).
+    pub fn from_list(list: &str) -> Self {
+        Self::new(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from))
+    }
+
+    pub fn is_confined(&self) -> bool {
+        !self.roots.is_empty()
+    }
+
+    /// `Ok` when the cleaned absolute `path`, with symlinks of its existing part resolved,
+    /// lies in a root.
+    pub fn check(&self, path: &Path) -> Result<(), PathError> {
+        if self.roots.is_empty() {
+            return Ok(());
+        }
+        let real = real_path(path);
+        if self.roots.iter().any(|r| real.starts_with(r)) {
+            Ok(())
+        } else {
+            Err(PathError::Outside(path.display().to_string()))
+        }
+    }
+}
+
+/// `path` with its longest existing prefix canonicalised (the rest cannot hold symlinks).
+fn real_path(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            let mut out = c;
+            out.extend(rest.iter().rev());
+            return clean(&out);
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return clean(path),
+        }
+    }
+}
+
 /// Process environment lookup.
 pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -159,6 +227,36 @@ mod tests {
         );
         assert_eq!(resolver_test("/../../etc").unwrap(), PathBuf::from("/etc"));
         assert_eq!(resolver_test("../up").unwrap(), PathBuf::from("/up"));
+    }
+
+    #[test]
+    fn confinement_refuses_escapes_and_symlinks_out() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = root.path().canonicalize().unwrap();
+        std::fs::create_dir(r.join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("out")).unwrap();
+        std::os::unix::fs::symlink(r.join("sub"), r.join("in")).unwrap();
+        let c = Confinement::new([root.path().to_path_buf()]);
+        assert!(c.is_confined());
+        for ok in ["", "sub", "sub/new-file", "new/deeper/file", "in/x"] {
+            assert!(c.check(&clean(&r.join(ok))).is_ok(), "{ok}");
+        }
+        for bad in ["out", "out/x", "out/new/x"] {
+            assert!(
+                matches!(c.check(&r.join(bad)), Err(PathError::Outside(_))),
+                "{bad}"
+            );
+        }
+        for bad in ["/etc/passwd", "/", "/nonexistent/x"] {
+            assert!(c.check(Path::new(bad)).is_err(), "{bad}");
+        }
+        // A sibling whose name starts with the root's name is not inside it.
+        let sibling = PathBuf::from(format!("{}-other/x", r.display()));
+        assert!(c.check(&sibling).is_err());
+        assert!(Confinement::default().check(Path::new("/etc")).is_ok());
+        assert!(!Confinement::from_list("").is_confined());
+        assert!(Confinement::from_list(&format!("{}:/tmp", r.display())).is_confined());
     }
 
     #[test]

@@ -59,7 +59,7 @@ use super::{keys, schema};
 pub struct BatchSandboxSpec {
     /// Desired pods (and tasks).
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = super::MAX_PODS))]
     pub replicas: i32,
     /// Pool to take pods from: empty for template mode, `*` to let the controller pick one.
     /// Immutable once set, except that `*` resolves to a pool name and it may be cleared.

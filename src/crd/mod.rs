@@ -21,6 +21,11 @@ pub const GROUP: &str = "sandbox.opensandbox.io";
 /// The only served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
+/// Most pods one BatchSandbox or Pool may ask for (`replicas` and every capacity field):
+/// far beyond one cluster's sandboxes, small enough that a typo cannot make the controller
+/// try to create a billion pods.
+pub const MAX_PODS: i32 = 10_000;
+
 /// The three CRDs in a stable order (Pool, BatchSandbox, SandboxSnapshot).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![Pool::crd(), BatchSandbox::crd(), SandboxSnapshot::crd()]

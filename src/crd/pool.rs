@@ -57,16 +57,16 @@ pub struct PoolSpec {
 ]))]
 pub struct CapacitySpec {
     /// Most idle (warm) pods kept.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = super::MAX_PODS))]
     pub buffer_max: i32,
     /// Fewest idle pods kept.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = super::MAX_PODS))]
     pub buffer_min: i32,
     /// Cap on total pods.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = super::MAX_PODS))]
     pub pool_max: i32,
     /// Floor on total pods.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = super::MAX_PODS))]
     pub pool_min: i32,
 }
 

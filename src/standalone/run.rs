@@ -7,8 +7,9 @@ use std::sync::Arc;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use super::apiserver::ApiServer;
 use super::apiserver::persist::{PersistError, Persistence};
+use super::apiserver::{ApiServer, BearerToken};
+use super::credentials::{self, ApiKeySource};
 use super::node_agent::{self, NodeAgentHandle, NodeAgentOptions};
 use crate::cache::Cache;
 use crate::crd::Pool;
@@ -106,20 +107,21 @@ pub async fn start(opts: &StandaloneOptions) -> Result<Standalone, StandaloneErr
     api.install_crds(&crds)
         .await
         .map_err(|e| StandaloneError::Crds(e.to_string()))?;
+    let token = BearerToken::generate();
     let endpoint = api
-        .serve(opts.kube_listen)
+        .serve_authenticated(opts.kube_listen, token.clone())
         .await
         .map_err(|source| StandaloneError::Listen {
             addr: opts.kube_listen,
             source,
         })?;
     let kubeconfig = opts.state_dir.join("kubeconfig");
-    ApiServer::write_kubeconfig(&kubeconfig, endpoint.addr).map_err(|source| {
-        StandaloneError::StateDir {
+    ApiServer::write_kubeconfig_with_token(&kubeconfig, endpoint.addr, &token).map_err(
+        |source| StandaloneError::StateDir {
             path: kubeconfig.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     Ok(Standalone {
         api,
         kube_addr: endpoint.addr,
@@ -135,6 +137,8 @@ pub struct Running {
     pub standalone: Standalone,
     pub manager: Manager,
     pub agent: NodeAgentHandle,
+    /// Where the SDK API key came from.
+    pub api_key_source: ApiKeySource,
 }
 
 impl Running {
@@ -161,14 +165,20 @@ pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError
     for w in &base.warnings {
         tracing::warn!("{w}");
     }
+    let given = opts
+        .api_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .or(base.api_key.clone());
+    let (api_key, api_key_source) = credentials::sdk_api_key(given.as_deref(), &opts.state_dir)
+        .map_err(|source| StandaloneError::StateDir {
+            path: opts.state_dir.join(credentials::API_KEY_FILE),
+            source,
+        })?;
     let api_config = ServerConfig {
         host: opts.listen.ip().to_string(),
         port: opts.listen.port(),
-        api_key: opts
-            .api_key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .or(base.api_key.clone()),
+        api_key: Some(api_key),
         namespace: "default".to_string(),
         ..base
     };
@@ -207,6 +217,7 @@ pub async fn launch(opts: &StandaloneOptions) -> Result<Running, StandaloneError
         standalone,
         manager,
         agent,
+        api_key_source,
     })
 }
 
@@ -262,17 +273,19 @@ pub fn banner(r: &Running, opts: &StandaloneOptions) -> String {
     format!(
         "OpenSandbox standalone\n  \
          SDK API:                   http://{listen}  (auth: {auth})\n  \
-         Kubernetes API (embedded): http://{addr}\n  \
+         Kubernetes API (embedded): http://{addr}  (auth: bearer token in the kubeconfig)\n  \
          kubeconfig:                {kc}\n  \
          state directory:           {dir} ({restored} objects restored)\n  \
          node agent:                {cg}\n  \
          default pool:              {pool} (SDK: extensions={{\"poolRef\": \"{pool}\"}})\n  \
          try:                       kubectl --kubeconfig {kc} get pools,batchsandboxes\n",
         listen = opts.listen,
-        auth = if opts.api_key.is_some() {
-            "OPEN-SANDBOX-API-KEY required"
-        } else {
-            "none"
+        auth = match &r.api_key_source {
+            ApiKeySource::Given => "OPEN-SANDBOX-API-KEY required".to_string(),
+            ApiKeySource::File(p) => format!(
+                "OPEN-SANDBOX-API-KEY required, generated: export OPEN_SANDBOX_API_KEY=$(cat {})",
+                p.display()
+            ),
         },
         addr = s.kube_addr,
         kc = s.kubeconfig.display(),

@@ -20,6 +20,10 @@ from opensandbox.sync.manager import SandboxManagerSync
 from opensandbox.sync.sandbox import SandboxSync
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# Standalone always authenticates; the SDK and CLI read the key from this variable.
+API_KEY = "e2e-standalone-api-key"
+os.environ["OPEN_SANDBOX_API_KEY"] = API_KEY
+_api = httpx.Client(headers={"OPEN-SANDBOX-API-KEY": API_KEY})
 
 
 def _bin(env: str, name: str) -> str:
@@ -43,7 +47,7 @@ def standalone():
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
     proc = subprocess.Popen(
         [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", "--api-key", API_KEY],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -88,6 +92,18 @@ def _pids_of(sandbox_dir: pathlib.Path) -> list[int]:
     return pids
 
 
+def _kube_token(sa) -> str:
+    for line in sa["kubeconfig"].read_text().splitlines():
+        if line.strip().startswith("token:"):
+            return line.split("token:", 1)[1].strip()
+    raise AssertionError("no token in the kubeconfig")
+
+
+def _kube_get(sa, url: str) -> httpx.Response:
+    """GET on the embedded Kubernetes API with the kubeconfig's bearer token."""
+    return httpx.get(url, headers={"Authorization": f"Bearer {_kube_token(sa)}"}, timeout=5)
+
+
 def _kube_server(sa) -> str:
     for line in sa["kubeconfig"].read_text().splitlines():
         if line.strip().startswith("server:"):
@@ -97,9 +113,9 @@ def _kube_server(sa) -> str:
 
 def _sandbox_pod_dirs(sa, sandbox_id: str) -> list[pathlib.Path]:
     """Directories of the pods serving a sandbox, found through its execd endpoint's pod IP."""
-    ep = httpx.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}/endpoints/44772", timeout=5).json()["endpoint"]
+    ep = _api.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}/endpoints/44772", timeout=5).json()["endpoint"]
     ip = ep.split(":")[0]
-    pods = httpx.get(f"{_kube_server(sa)}/api/v1/namespaces/default/pods", timeout=5).json()["items"]
+    pods = _kube_get(sa, f"{_kube_server(sa)}/api/v1/namespaces/default/pods").json()["items"]
     names = [p["metadata"]["name"] for p in pods if p.get("status", {}).get("podIP") == ip]
     assert names, f"no pod has IP {ip}"
     return [sa["state"] / "node" / "pods" / "default" / n for n in names]
@@ -148,7 +164,7 @@ def test_create_run_files_sessions_kill(standalone, pooled):
         sandbox.kill()
     deadline = time.time() + 20
     while time.time() < deadline:
-        gone = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}", timeout=5).status_code == 404
+        gone = _api.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}", timeout=5).status_code == 404
         if gone and not any(d.exists() for d in held):
             break
         time.sleep(0.2)
@@ -185,7 +201,7 @@ def test_secure_access_gives_each_sandbox_its_own_executor_token(standalone, pro
         r = first.commands.run("echo secured; echo token=${EXECD_ACCESS_TOKEN:-none}")
         out = "".join(m.text for m in r.logs.stdout)
         assert "secured" in out and "token=none" in out, out
-        eps = [httpx.get(f"{standalone['base']}/v1/sandboxes/{s.id}/endpoints/44772",
+        eps = [_api.get(f"{standalone['base']}/v1/sandboxes/{s.id}/endpoints/44772",
                          timeout=5).json() for s in (first, second)]
         tokens = [e["headers"]["X-EXECD-ACCESS-TOKEN"] for e in eps]
         assert len(set(tokens)) == 2 and all(len(t) == 64 for t in tokens)
@@ -200,7 +216,7 @@ def test_secure_access_gives_each_sandbox_its_own_executor_token(standalone, pro
 
 
 def test_secure_access_with_a_pool_is_refused(standalone):
-    r = httpx.post(f"{standalone['base']}/v1/sandboxes", timeout=10, json={
+    r = _api.post(f"{standalone['base']}/v1/sandboxes", timeout=10, json={
         "extensions": {"poolRef": "default"}, "timeout": 60, "secureAccess": True})
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "SANDBOX::INVALID_PARAMETER"
@@ -231,7 +247,7 @@ def test_cli_create_list_get_run_kill(standalone):
     killed = _osb(standalone, "sandbox", "kill", sandbox_id)
     assert killed.returncode == 0, killed.stdout + killed.stderr
     deadline = time.time() + 20
-    while httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code != 404:
+    while _api.get(f"{standalone['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code != 404:
         assert time.time() < deadline, "osb sandbox kill did not remove the sandbox"
         time.sleep(0.2)
 
@@ -239,7 +255,7 @@ def test_cli_create_list_get_run_kill(standalone):
 def _start(state: pathlib.Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
     proc = subprocess.Popen(
-        [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}", "--api-key", API_KEY],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 60
@@ -285,9 +301,9 @@ def test_restart_keeps_pools_and_sandboxes_and_converges():
     proc = _start(state, port)
     try:
         server = _kube_server(sa)
-        pools = httpx.get(f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools", timeout=5).json()
+        pools = _kube_get(sa, f"{server}/apis/sandbox.opensandbox.io/v1alpha1/namespaces/default/pools").json()
         assert [p["metadata"]["name"] for p in pools["items"]] == ["default"]
-        assert httpx.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code == 200
+        assert _api.get(f"{sa['base']}/v1/sandboxes/{sandbox_id}", timeout=5).status_code == 200
         # The sandbox's pod is restarted (its process died with the old standalone) and serves again.
         deadline = time.time() + 60
         while True:
@@ -300,7 +316,7 @@ def test_restart_keeps_pools_and_sandboxes_and_converges():
                 pass
             assert time.time() < deadline, "the restored sandbox never served again"
             time.sleep(0.5)
-        pods = httpx.get(f"{server}/api/v1/namespaces/default/pods", timeout=5).json()["items"]
+        pods = _kube_get(sa, f"{server}/api/v1/namespaces/default/pods").json()["items"]
         restarts = [c["restartCount"] for p in pods for c in p["status"].get("containerStatuses", [])]
         assert restarts and max(restarts) >= 1, "restored pods report their restart"
         again.kill()
@@ -410,7 +426,7 @@ def test_pause_freezes_and_resume_continues(standalone, pooled):
             opts=RunCommandOpts(background=True),
         )
         [pod_dir] = _sandbox_pod_dirs(standalone, sandbox.id)
-        ip = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772",
+        ip = _api.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772",
                        timeout=5).json()["endpoint"].split(":")[0]
         deadline = time.time() + 10
         while (_counter(pod_dir) or 0) < 3:
@@ -427,10 +443,10 @@ def test_pause_freezes_and_resume_continues(standalone, pooled):
         with pytest.raises(httpx.TimeoutException):
             httpx.get(f"http://{ip}:44772/ping", timeout=1.0)
         # ...and the server says the sandbox has no reachable endpoint, as for a paused k8s sandbox.
-        r = httpx.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772", timeout=5)
+        r = _api.get(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/endpoints/44772", timeout=5)
         assert r.status_code == 404 and r.json()["code"] == "KUBERNETES::POD_IP_NOT_AVAILABLE"
         # A second pause is refused; the sandbox stays paused.
-        r = httpx.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/pause", timeout=5)
+        r = _api.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/pause", timeout=5)
         assert r.status_code == 409 and r.json()["message"] == "Sandbox is already paused"
 
         resumed = SandboxSync.resume(sandbox.id, connection_config=config,
@@ -443,7 +459,7 @@ def test_pause_freezes_and_resume_continues(standalone, pooled):
         assert after > before, "the counter did not continue after resume"
         assert resumed.files.read_file("kept.txt") == "survives the pause"
         # Standalone has no registry: user snapshots are refused clearly.
-        r = httpx.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/snapshots", json={}, timeout=5)
+        r = _api.post(f"{standalone['base']}/v1/sandboxes/{sandbox.id}/snapshots", json={}, timeout=5)
         assert r.status_code == 501 and r.json()["code"] == "SNAPSHOT::NOT_IMPLEMENTED"
         r = resumed.commands.run("echo still-here")
         assert "still-here" in "".join(m.text for m in r.logs.stdout)

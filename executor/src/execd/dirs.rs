@@ -51,7 +51,7 @@ pub async fn list(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<HttpR
     };
     let state = state.get_ref().clone();
     let list = blocking(move || {
-        let root = state.resolve(&raw)?;
+        let root = state.resolve_file(&raw)?;
         let meta = std::fs::symlink_metadata(&root).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 ApiError::file_not_found(format!("directory not found: {}", root.display()))
@@ -76,7 +76,7 @@ pub async fn create(state: web::Data<Shared>, body: web::Bytes) -> ApiResult<Htt
     let state = state.get_ref().clone();
     blocking(move || {
         for (raw, perm) in map {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             if let Some(m) = perm.mode.filter(|m| *m != 0)
                 && fileinfo::decimal_to_mode(m).is_none()
             {
@@ -98,7 +98,7 @@ pub async fn delete(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<Htt
     let state = state.get_ref().clone();
     blocking(move || {
         for raw in paths {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             let res = match std::fs::symlink_metadata(&p) {
                 Err(_) => Ok(()),
                 Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),

@@ -44,7 +44,7 @@ pub async fn info(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<HttpR
     let map = blocking(move || {
         let mut out: BTreeMap<String, FileInfo> = BTreeMap::new();
         for raw in paths {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             let fi = fileinfo::stat(&p).map_err(|e| io_err(&p, e))?;
             out.insert(raw, fi);
         }
@@ -59,7 +59,7 @@ pub async fn delete(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<Htt
     let state = state.get_ref().clone();
     blocking(move || {
         for raw in paths {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             match std::fs::metadata(&p) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(ApiError::runtime(format!("{}: {e}", p.display()))),
@@ -89,7 +89,7 @@ pub async fn permissions(state: web::Data<Shared>, body: web::Bytes) -> ApiResul
     let state = state.get_ref().clone();
     blocking(move || {
         for (raw, perm) in map {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             if let Some(m) = perm.mode.filter(|m| *m != 0)
                 && fileinfo::decimal_to_mode(m).is_none()
             {
@@ -115,8 +115,8 @@ pub async fn mv(state: web::Data<Shared>, body: web::Bytes) -> ApiResult<HttpRes
     let state = state.get_ref().clone();
     blocking(move || {
         for it in items {
-            let src = state.resolve(&it.src)?;
-            let dest = state.resolve(&it.dest)?;
+            let src = state.resolve_file(&it.src)?;
+            let dest = state.resolve_file(&it.dest)?;
             std::fs::symlink_metadata(&src).map_err(|e| io_err(&src, e))?;
             if std::fs::symlink_metadata(&dest).is_ok() {
                 return Err(ApiError::runtime(format!(
@@ -179,7 +179,7 @@ pub async fn search(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<Htt
     let pattern = query::one(qs, "pattern").unwrap_or_default();
     let state = state.get_ref().clone();
     let list = blocking(move || {
-        let root = state.resolve(&raw)?;
+        let root = state.resolve_file(&raw)?;
         std::fs::metadata(&root).map_err(|e| io_err(&root, e))?;
         let matcher =
             glob(&pattern).map_err(|e| ApiError::runtime(format!("invalid pattern: {e}")))?;
@@ -210,7 +210,7 @@ pub async fn replace(
     let counts = blocking(move || {
         let mut counts = BTreeMap::new();
         for (raw, item) in map {
-            let p = state.resolve(&raw)?;
+            let p = state.resolve_file(&raw)?;
             let content = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
             let (replaced, n) = replace_all(&content, item.old.as_bytes(), item.new.as_bytes());
             if n > 0 {

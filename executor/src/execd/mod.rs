@@ -36,6 +36,8 @@ pub fn server(
             .configure(routes::configure)
     })
     .on_connect(no_delay)
+    // Clients trickling their headers (slow-loris) are cut off.
+    .client_request_timeout(std::time::Duration::from_secs(10))
     .workers(
         std::thread::available_parallelism()
             .map_or(2, |n| n.get())

@@ -12,6 +12,10 @@ pub struct ExecdConfig {
     pub access_token: Option<String>,
     pub envs_file: PathBuf,
     pub tmp_dir: PathBuf,
+    /// Where the files API may read and write (empty: anywhere).
+    pub fs_roots: crate::paths::Confinement,
+    /// An upload making no progress this long fails (incomplete or stalled bodies).
+    pub upload_stall_timeout: std::time::Duration,
 }
 
 pub struct AppState {
@@ -49,6 +53,14 @@ impl AppState {
             lookup: &crate::paths::env_lookup,
         }
         .resolve(raw)
+    }
+
+    /// [`AppState::resolve`] for the files API: also refuses paths outside the sandbox's
+    /// filesystem roots.
+    pub fn resolve_file(&self, raw: &str) -> Result<PathBuf, crate::paths::PathError> {
+        let path = self.resolve(raw)?;
+        self.cfg.fs_roots.check(&path)?;
+        Ok(path)
     }
 }
 

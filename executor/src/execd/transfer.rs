@@ -53,8 +53,9 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
     let mut spooled: Vec<Spooled> = Vec::new();
     let mut files = 0usize;
     let mut saw_part = false;
+    let stall = state.cfg.upload_stall_timeout;
     loop {
-        let field = match form.try_next().await {
+        let field = match within(stall, form.try_next()).await? {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if !saw_part => {
@@ -68,7 +69,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
             "metadata" => {
                 let mut buf = Vec::new();
                 let mut field = field;
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = within(stall, field.next()).await? {
                     let chunk = chunk.map_err(|e| bad(INVALID_FILE, e.to_string()))?;
                     if buf.len() + chunk.len() > MAX_METADATA {
                         return Err(bad(INVALID_FILE_METADATA, "metadata too large"));
@@ -80,9 +81,10 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                 if meta.path.is_empty() {
                     return Err(bad(INVALID_FILE_METADATA, "metadata path is required"));
                 }
-                let target = state
-                    .resolve(&meta.path)
-                    .map_err(|e| bad(INVALID_FILE_METADATA, e.to_string()))?;
+                let target = state.resolve_file(&meta.path).map_err(|e| match e {
+                    crate::paths::PathError::Outside(_) => ApiError::from(e),
+                    e => bad(INVALID_FILE_METADATA, e.to_string()),
+                })?;
                 let perm = Permission {
                     owner: meta.owner,
                     group: meta.group,
@@ -104,7 +106,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                 }
             }
             "file" => {
-                let stream = field.map_err(|e| bad(INVALID_FILE, e.to_string()));
+                let stream = stalling(field.map_err(|e| bad(INVALID_FILE, e.to_string())), stall);
                 if let Some((target, perm)) = metas.get(files).cloned() {
                     write_target(&target, &perm, stream).await?;
                 } else {
@@ -120,7 +122,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
             }
             _ => {
                 let mut field = field;
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = within(stall, field.next()).await? {
                     chunk.map_err(|e| bad(INVALID_FILE, e.to_string()))?;
                 }
             }
@@ -145,6 +147,38 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
         ));
     }
     Ok(HttpResponse::Ok().finish())
+}
+
+/// The multipart parser stays pending forever on a body that ends inside a part, and a
+/// client may stop sending: no progress for `limit` fails the upload.
+async fn within<F: std::future::Future>(limit: std::time::Duration, f: F) -> ApiResult<F::Output> {
+    tokio::time::timeout(limit, f).await.map_err(|_| {
+        bad(
+            INVALID_FILE,
+            format!("multipart body incomplete or stalled for {limit:?}"),
+        )
+    })
+}
+
+/// `stream` failing once no item arrived for `limit`.
+fn stalling<S>(
+    stream: S,
+    limit: std::time::Duration,
+) -> std::pin::Pin<Box<dyn Stream<Item = ApiResult<Bytes>>>>
+where
+    S: Stream<Item = ApiResult<Bytes>> + Unpin + 'static,
+{
+    Box::pin(futures::stream::unfold(
+        Some(stream),
+        move |state| async move {
+            let mut stream = state?;
+            match within(limit, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
 }
 
 async fn copy_into<S>(path: &Path, mut stream: S) -> ApiResult<()>
@@ -229,7 +263,7 @@ pub async fn download(state: web::Data<Shared>, req: HttpRequest) -> ApiResult<H
     let raw = query::one(qs, "path")
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::missing_query("path"))?;
-    let path = state.resolve(&raw)?;
+    let path = state.resolve_file(&raw)?;
     let (offset, limit) = (positive(qs, "offset")?, positive(qs, "limit")?);
     let range_header = req
         .headers()

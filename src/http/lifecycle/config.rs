@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub rate_limit_per_second: u32,
     /// Largest accepted JSON request body.
     pub max_body_bytes: usize,
+    /// Time a client has to send a whole request body (slow clients get 408).
+    pub body_read_timeout_seconds: u64,
     pub runtime_type: RuntimeType,
     pub execd_image: Option<String>,
     pub namespace: String,
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             answer_pending: false,
             rate_limit_per_second: 0,
             max_body_bytes: 1024 * 1024,
+            body_read_timeout_seconds: 30,
             runtime_type: RuntimeType::Kubernetes,
             execd_image: None,
             namespace: "default".into(),
@@ -239,6 +242,13 @@ impl ServerConfig {
                     return Err(invalid(key, "must be at least 1024"));
                 }
                 self.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            "server.body_read_timeout_seconds" => {
+                let n = int(key, v)?;
+                if !(1..=3600).contains(&n) {
+                    return Err(invalid(key, "must be between 1 and 3600"));
+                }
+                self.body_read_timeout_seconds = n as u64;
             }
             "runtime.type" => {
                 self.runtime_type = match string(key, v)?.as_str() {

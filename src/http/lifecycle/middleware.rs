@@ -7,13 +7,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::{LifecycleState, forward};
+use super::{LifecycleState, deadline, forward};
 
 pub const API_KEY_HEADER: &str = "open-sandbox-api-key";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -40,12 +40,20 @@ impl RateLimit {
     }
 }
 
+/// Compares a presented key with the configured one in time independent of where they
+/// differ (only the length can be learnt).
+pub fn api_key_matches(presented: &[u8], key: &[u8]) -> bool {
+    bool::from(presented.ct_eq(key))
+}
+
 /// Paths that never need the key: probes, docs and the sandbox proxy.
 pub fn auth_exempt(path: &str) -> bool {
     const PREFIXES: &[&str] = &["/health", "/docs", "/redoc", "/openapi.json", "/version"];
-    if PREFIXES.iter().any(|p| path.starts_with(p)) {
-        return true;
-    }
+    PREFIXES.iter().any(|p| path.starts_with(p)) || is_proxy_path(path)
+}
+
+/// `[/v1]/sandboxes/{id}/proxy/{port}[/...]` with a numeric port and no `..`.
+pub fn is_proxy_path(path: &str) -> bool {
     if path.contains("..") {
         return false;
     }
@@ -121,7 +129,7 @@ fn admit(req: &ServiceRequest, state: &LifecycleState) -> Result<(), ApiError> {
                     "Authentication credentials are missing. Provide API key via OPEN-SANDBOX-API-KEY header.",
                 ));
             }
-            Some(p) if !bool::from(p.as_slice().ct_eq(key.as_bytes())) => {
+            Some(p) if !api_key_matches(p, key.as_bytes()) => {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "INVALID_API_KEY",
@@ -195,6 +203,14 @@ pub async fn lifecycle_middleware(
             .map(|e| e.error_response())
     };
     let mut req = req;
+    if let Some(state) = &state
+        && !is_proxy_path(req.path())
+    {
+        // The proxy streams bodies of any length to the sandbox; everything else is JSON.
+        let timeout = std::time::Duration::from_secs(state.config.body_read_timeout_seconds);
+        let payload = req.take_payload();
+        req.set_payload(deadline::with_deadline(payload, timeout));
+    }
     let relayed = match (early, state.as_ref()) {
         (Some(r), _) => Some(r),
         (None, Some(state)) => relay_to_leader(&mut req, state).await,
@@ -214,7 +230,15 @@ pub async fn lifecycle_middleware(
 
 #[cfg(test)]
 mod tests {
-    use super::auth_exempt;
+    use super::{api_key_matches, auth_exempt};
+
+    #[test]
+    fn key_comparison() {
+        assert!(api_key_matches(b"k3y", b"k3y"));
+        for bad in [&b""[..], b"k3", b"k3y ", b"K3y", b"x3y"] {
+            assert!(!api_key_matches(bad, b"k3y"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn exemptions() {

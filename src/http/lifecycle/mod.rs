@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod middleware;
@@ -157,6 +158,7 @@ pub fn lifecycle_server(
         actix_web::App::new().configure(move |cfg| configure(cfg, state.clone()))
     })
     .workers(workers.max(1))
+    .client_request_timeout(deadline::HEADER_READ_TIMEOUT)
     .disable_signals()
     .bind(addr)?
     .run())
@@ -176,6 +178,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<LifecycleState>)
                         actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
                         "GENERAL::PAYLOAD_TOO_LARGE",
                         err.to_string(),
+                    )
+                    .into();
+                }
+                actix_web::error::JsonPayloadError::Payload(p) if deadline::is_timeout(p) => {
+                    return ApiError::new(
+                        actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                        "GENERAL::REQUEST_TIMEOUT",
+                        p.to_string(),
                     )
                     .into();
                 }

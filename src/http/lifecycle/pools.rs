@@ -34,9 +34,10 @@ fn check_capacity(c: &CapacitySpecBody) -> Result<()> {
         ("poolMin", c.pool_min),
     ];
     for (name, v) in fields {
-        if !(0..=i64::from(i32::MAX)).contains(&v) {
+        if !(0..=i64::from(crate::crd::MAX_PODS)).contains(&v) {
             return Err(ApiError::validation(format!(
-                "capacitySpec.{name}: must be a non-negative 32-bit integer"
+                "capacitySpec.{name}: must be between 0 and {}",
+                crate::crd::MAX_PODS
             )));
         }
     }
@@ -77,10 +78,14 @@ fn to_response(p: &Pool) -> PoolResponse {
     }
 }
 
+fn is_pool_name(name: &str) -> bool {
+    name.len() <= 253 && is_dns1123_subdomain(name).is_ok()
+}
+
 pub async fn create(state: State, body: web::Json<CreatePoolRequest>) -> Result<HttpResponse> {
     supported(&state)?;
     let req = body.into_inner();
-    if req.name.len() > 253 || is_dns1123_subdomain(&req.name).is_err() {
+    if !is_pool_name(&req.name) {
         return Err(ApiError::validation(format!(
             "name: {:?} must be a lowercase RFC 1123 subdomain of at most 253 characters",
             req.name
@@ -137,6 +142,10 @@ pub async fn update(
 
 pub async fn delete(state: State, name: web::Path<String>) -> Result<HttpResponse> {
     supported(&state)?;
+    // No pool can have an invalid name (and it may not even fit in a request URI).
+    if !is_pool_name(&name) {
+        return Err(ApiError::pool_not_found(&name));
+    }
     state.backend.delete_pool(&name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -67,6 +67,24 @@ fn connection_listed(req: &HttpRequest) -> Vec<String> {
         .collect()
 }
 
+/// Addresses a pod can never legitimately have: unspecified, multicast, broadcast and
+/// link-local (169.254.0.0/16 holds cloud metadata services).
+pub fn allowed_target(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || v4.is_link_local())
+        }
+        std::net::IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| !allowed_target(v4.into())))
+        }
+    }
+}
+
 pub async fn proxy(
     state: web::Data<LifecycleState>,
     req: HttpRequest,
@@ -81,6 +99,13 @@ pub async fn proxy(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let ip = resolve_ip(&state, &id)?;
+    if !allowed_target(ip) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PROXY::TARGET_NOT_ALLOWED",
+            format!("Sandbox '{id}' reports address {ip}, which the proxy never connects to"),
+        ));
+    }
     let mut uri = format!("/{tail}");
     if !req.query_string().is_empty() {
         uri.push('?');
@@ -318,4 +343,27 @@ async fn websocket_relay(
             }
         });
     Ok(out.streaming(down))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_connects_to_metadata_or_unspecified_addresses() {
+        for bad in [
+            "0.0.0.0",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!allowed_target(bad.parse().unwrap()), "{bad}");
+        }
+        for ok in ["10.1.2.3", "127.0.0.5", "192.168.1.1", "fd00::1"] {
+            assert!(allowed_target(ok.parse().unwrap()), "{ok}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! in-process through [`ApiServer::client`] or over loopback HTTP after
 //! [`ApiServer::serve`], which also yields a kubeconfig for kubectl and helm.
 
+pub mod auth;
 pub mod discovery;
 pub mod exec;
 pub mod faults;
@@ -35,6 +36,7 @@ use http::Request;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use auth::BearerToken;
 pub use exec::{ExecError, ExecIo, ExecRequest, PodExecutor};
 pub use faults::{FaultCounts, FaultRule, Faults, WatchDisruption, disrupt_watches};
 pub use reqlog::{LoggedRequest, RequestLog};
@@ -119,20 +121,55 @@ impl ApiServer {
         crate::kubeclient::wrap(service, limits, "default")
     }
 
-    /// Serves loopback HTTP on `addr` (port 0 picks a free port).
+    /// Serves loopback HTTP on `addr` (port 0 picks a free port) to anyone: for test
+    /// servers. Standalone mode uses [`ApiServer::serve_authenticated`].
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<HttpEndpoint> {
+        self.serve_with(addr, None).await
+    }
+
+    /// Serves HTTP on `addr`, answering requests without `token` with a 401 Status.
+    pub async fn serve_authenticated(
+        &self,
+        addr: SocketAddr,
+        token: BearerToken,
+    ) -> std::io::Result<HttpEndpoint> {
+        self.serve_with(addr, Some(token)).await
+    }
+
+    async fn serve_with(
+        &self,
+        addr: SocketAddr,
+        token: Option<BearerToken>,
+    ) -> std::io::Result<HttpEndpoint> {
         let (listener, addr) = transport::bind(addr).await?;
         *self.core.address.lock() = Some(addr.to_string());
-        let task = transport::serve_http(self.core.clone(), listener);
+        let task = transport::serve_http(self.core.clone(), listener, token);
         Ok(HttpEndpoint { addr, task })
     }
 
-    /// Writes a kubeconfig for `addr` to `path`.
+    /// Writes a kubeconfig for an unauthenticated server at `addr` to `path`.
     pub fn write_kubeconfig(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(path, transport::kubeconfig(addr))
+        write_private(
+            path,
+            transport::kubeconfig(addr, "", "opensandbox-local").as_bytes(),
+        )
+    }
+
+    /// Writes a kubeconfig for a server at `addr` served with `token`, to `path`, readable by
+    /// its owner only: the token both as the user's bearer token and in the server URL's path.
+    pub fn write_kubeconfig_with_token(
+        path: &Path,
+        addr: SocketAddr,
+        token: &BearerToken,
+    ) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let config = transport::kubeconfig(addr, &token.path_prefix(), token.as_str());
+        write_private(path, config.as_bytes())
     }
 
     /// Serves one request directly (benchmarks and tests of the raw protocol).
@@ -182,4 +219,18 @@ impl ApiServer {
         }
         Ok(())
     }
+}
+
+/// Writes `contents` to `path` with mode 0600 (also when the file already existed).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents)
 }

@@ -32,6 +32,10 @@ pub struct ApiServerConfig {
     pub bookmark_interval: Duration,
     /// Requests kept in the request log.
     pub request_log_limit: usize,
+    /// HTTP clients must send their request headers within this long.
+    pub header_read_timeout: Duration,
+    /// HTTP clients must send their whole request body within this long (else 408).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ApiServerConfig {
@@ -41,6 +45,8 @@ impl Default for ApiServerConfig {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(5),
             request_log_limit: 1_000_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }

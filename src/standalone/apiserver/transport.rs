@@ -13,10 +13,11 @@ use http::{Request, Response};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::auth::{self, BearerToken};
 use super::exec;
 use super::server::{Body, Core, error_response};
 use super::status::ApiError;
@@ -133,8 +134,53 @@ async fn upgrade_in_process(core: Arc<Core>, req: Request<kube::client::Body>) -
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until the task is aborted.
-pub fn serve_http(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
+/// Reads the body within the configured time (slow-loris clients are cut off) and serves
+/// the request.
+async fn serve_remote(
+    core: Arc<Core>,
+    auth: Option<&BearerToken>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    if let Some(token) = auth {
+        match without_token_prefix(token, &parts.uri) {
+            Some(uri) => parts.uri = uri,
+            None if token.admits(&parts.headers) => {}
+            None => return error_response(&auth::unauthorized()),
+        }
+    }
+    let limit = core.config.max_body_bytes;
+    let timeout = core.config.body_read_timeout;
+    match tokio::time::timeout(timeout, collect_limited(body, limit)).await {
+        Ok(Ok(bytes)) => core.handle(Request::from_parts(parts, bytes)).await,
+        Ok(Err(e)) => error_response(&e),
+        Err(_) => error_response(&ApiError::new(
+            408,
+            "Timeout",
+            format!("the request body was not received within {timeout:?}"),
+        )),
+    }
+}
+
+/// `uri` with its `/t/<token>` prefix removed, when it has the right one.
+fn without_token_prefix(token: &BearerToken, uri: &http::Uri) -> Option<http::Uri> {
+    let rest = token.strip_path(uri.path())?;
+    let path = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    pq.parse().ok()
+}
+
+/// Serves HTTP/1.1 on `listener` until the task is aborted; with `auth`, every request
+/// must carry its bearer token.
+pub fn serve_http(
+    core: Arc<Core>,
+    listener: TcpListener,
+    auth: Option<BearerToken>,
+) -> JoinHandle<()> {
+    let auth = auth.map(Arc::new);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -142,12 +188,20 @@ pub fn serve_http(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
             };
             let _ = stream.set_nodelay(true);
             let core = core.clone();
+            let auth = auth.clone();
+            let header_timeout = core.config.header_read_timeout;
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let core = core.clone();
-                    async move { Ok::<_, Infallible>(serve_request(core, req).await) }
+                    let auth = auth.clone();
+                    async move { Ok::<_, Infallible>(serve_remote(core, auth.as_deref(), req).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
                 let _ = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
@@ -163,9 +217,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-/// A kubeconfig pointing at `http://addr` with namespace `default`.
-pub fn kubeconfig(addr: SocketAddr) -> String {
+/// A kubeconfig pointing at `http://addr{path}` with namespace `default`, presenting `token`.
+pub fn kubeconfig(addr: SocketAddr, path: &str, token: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: opensandbox\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: opensandbox\n  context:\n    cluster: opensandbox\n    user: opensandbox\n    namespace: default\ncurrent-context: opensandbox\nusers:\n- name: opensandbox\n  user:\n    token: opensandbox-local\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: opensandbox\n  cluster:\n    server: http://{addr}{path}\ncontexts:\n- name: opensandbox\n  context:\n    cluster: opensandbox\n    user: opensandbox\n    namespace: default\ncurrent-context: opensandbox\nusers:\n- name: opensandbox\n  user:\n    token: {token}\n"
     )
 }

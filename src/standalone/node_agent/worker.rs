@@ -352,6 +352,13 @@ impl Worker {
             "TASK_EXECUTOR_DATA_DIR",
             data.display().to_string(),
         );
+        // The files API may touch only the pod's own directory, and /tmp where it is the
+        // pod's private one.
+        let mut fs_roots = self.pod_dir.display().to_string();
+        if namespaces {
+            fs_roots.push_str(":/tmp");
+        }
+        set(&mut env, "EXECD_FS_ROOTS", fs_roots);
         let cwd = self
             .container
             .working_dir
