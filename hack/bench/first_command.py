@@ -59,6 +59,9 @@ def measure(config: ConnectionConfigSync, pooled: bool, count: int) -> list[floa
     return times
 
 
+API_KEY = "bench-first-command"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
@@ -69,7 +72,8 @@ def main() -> None:
     port = free_port()
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=binary("opensandbox-executor", args.profile))
     proc = subprocess.Popen(
-        [binary("opensandbox", args.profile), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        [binary("opensandbox", args.profile), "standalone", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}",
+         "--api-key", API_KEY],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -84,7 +88,8 @@ def main() -> None:
                 sys.exit("standalone did not start")
             time.sleep(0.1)
         time.sleep(2)  # let the default pool warm up
-        config = ConnectionConfigSync(domain=f"127.0.0.1:{port}", request_timeout=timedelta(seconds=60))
+        config = ConnectionConfigSync(domain=f"127.0.0.1:{port}", api_key=API_KEY,
+                                      request_timeout=timedelta(seconds=60))
         report = {}
         for label, pooled in (("pooled", True), ("template", False)):
             times = measure(config, pooled, args.count)

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+API_KEY = "bench-metrics-panels"
 
 
 def free_port() -> int:
@@ -93,7 +94,7 @@ def quantile(q: float, before: dict, after: dict, name: str, **labels) -> float 
 def workload(base: str, sandboxes: int) -> None:
     """Pooled creates in waves (beyond the idle buffer, so some wait for new pods), a few
     malformed requests, then deletes."""
-    client = httpx.Client(base_url=base, timeout=120)
+    client = httpx.Client(base_url=base, timeout=120, headers={"OPEN-SANDBOX-API-KEY": API_KEY})
     body = {"extensions": {"poolRef": "default"}, "timeout": 600, "image": {"uri": "busybox:1.36"},
             "entrypoint": ["sleep", "infinity"], "resourceLimits": {"cpu": "100m", "memory": "64Mi"}}
     ids = []
@@ -127,7 +128,8 @@ def main() -> None:
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=binary("opensandbox-executor", args.profile))
     proc = subprocess.Popen(
         [binary("opensandbox", args.profile), "standalone", "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+         "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+         "--api-key", API_KEY],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     scrapes: list[tuple[float, dict]] = []
