@@ -501,6 +501,7 @@ async fn standalone_embedded_api_server_refuses_anonymous_requests() {
         api_key: None,
         default_pool: false,
         config: None,
+        metrics_listen: None,
     };
     let sa = opensandbox::standalone::run::start(&opts).await.unwrap();
     let mode = std::fs::metadata(&sa.kubeconfig)

@@ -44,6 +44,8 @@ pub struct SandboxActor {
     task_timer: Option<SpawnHandle>,
     /// The last `released-tasks` value written (the cache may not show it yet).
     released_tasks_written: Option<String>,
+    /// When the cache first showed the sandbox (this actor starts then).
+    first_seen: chrono::DateTime<chrono::Utc>,
 }
 
 impl SandboxActor {
@@ -62,6 +64,7 @@ impl SandboxActor {
             tasks: TaskTracker::default(),
             task_timer: None,
             released_tasks_written: None,
+            first_seen: chrono::Utc::now(),
         }
     }
 }
@@ -272,6 +275,7 @@ impl SandboxActor {
                 [current, self.last_status.as_ref()],
                 &status,
                 &pods,
+                self.first_seen,
             );
             if let Some((why, msg)) = &spec_problem {
                 self.ctx.sandbox_event(

@@ -201,6 +201,7 @@ pub fn sandbox_status_written(
     previous: [Option<&crate::crd::BatchSandboxStatus>; 2],
     next: &crate::crd::BatchSandboxStatus,
     pods: &[std::sync::Arc<crate::cache::PodInfo>],
+    first_seen: DateTime<Utc>,
 ) {
     if !is_ready(next) || previous.iter().flatten().any(|s| is_ready(s)) {
         return;
@@ -209,13 +210,24 @@ pub fn sandbox_status_written(
         .metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| crate::cache::objects::to_chrono(&t.0));
+        .map(|t| creation_time(crate::cache::objects::to_chrono(&t.0), first_seen));
     sandbox_ready(
         bs.metadata.namespace.as_deref().unwrap_or_default(),
         bs.spec.pool_ref.as_deref(),
         created,
         pods.iter().map(|p| p.ready_since),
     );
+}
+
+/// `creationTimestamp` has whole seconds: when the controller first saw the object within
+/// that second, that moment (a watch event's delay after the create) is the better estimate.
+pub fn creation_time(timestamp: DateTime<Utc>, first_seen: DateTime<Utc>) -> DateTime<Utc> {
+    let after = first_seen - timestamp;
+    if after >= chrono::Duration::zero() && after < chrono::Duration::seconds(1) {
+        first_seen
+    } else {
+        timestamp
+    }
 }
 
 /// All replicas of a status are Ready.
@@ -227,6 +239,19 @@ pub fn is_ready(status: &crate::crd::BatchSandboxStatus) -> bool {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn creation_time_refines_whole_seconds_with_the_first_sighting() {
+        let ts = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 5).unwrap();
+        let seen = ts + chrono::Duration::milliseconds(730);
+        assert_eq!(creation_time(ts, seen), seen);
+        // Seen much later (a controller restart) or before: the timestamp stands.
+        assert_eq!(creation_time(ts, ts + chrono::Duration::seconds(30)), ts);
+        assert_eq!(
+            creation_time(ts, ts - chrono::Duration::milliseconds(1)),
+            ts
+        );
+    }
 
     #[test]
     fn ready_latencies_use_creation_and_the_last_pod_ready() {
