@@ -223,7 +223,7 @@ impl Metrics {
             ),
             sandbox_ready_seconds: histogram(
                 "opensandbox_batchsandbox_ready_duration_seconds",
-                "BatchSandbox creation (creationTimestamp, whole seconds) to all replicas Ready",
+                "BatchSandbox creation (the controller's first sighting within its whole-second creationTimestamp) to all replicas Ready",
                 &["namespace", "pool"],
                 SLOW,
             ),
