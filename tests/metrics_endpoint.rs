@@ -8,33 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{api_server, free_addr, http_json};
+use common::{api_server, free_addr, http_json, metric_value as value, scrape};
 use opensandbox::http::lifecycle::ServerConfig;
 use opensandbox::manager::{Manager, ManagerOptions};
-use prometheus_parse::Scrape;
 
 const API_KEY: &str = "metrics-endpoint-key";
-
-async fn scrape(addr: SocketAddr) -> Scrape {
-    let (code, _, body) = http_json(addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(code, 200);
-    let text = body.as_str().expect("text exposition").to_string();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("exposition parses")
-}
-
-fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == metric)
-        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
 
 /// One HTTPS GET of `/metrics` trusting only the CA in `ca`.
 fn https_metrics(addr: SocketAddr, ca: &std::path::Path) -> Result<String, String> {

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{api_server, eventually, free_addr, http_json, kubelet, pool_json};
+use common::{
+    api_server, eventually, free_addr, http_json, kubelet, metric_value as value, pool_json, scrape,
+};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Api;
@@ -123,27 +125,6 @@ fn logs() -> &'static (Captured, Captured) {
         tracing::subscriber::set_global_default(subscriber).unwrap();
         (json, text)
     })
-}
-
-async fn scrape(addr: SocketAddr) -> Scrape {
-    let (code, _, body) = http_json(addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(code, 200);
-    let text = body.as_str().expect("text exposition").to_string();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("exposition parses")
-}
-
-/// Sum of the samples of `metric` whose labels include `labels` (histograms: their count).
-fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == metric)
-        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            Sample::Counter(v) | Sample::Gauge(v) | Sample::Untyped(v) => *v,
-            Sample::Histogram(b) => b.last().map(|b| b.count).unwrap_or(0.0),
-            Sample::Summary(_) => 0.0,
-        })
-        .sum()
 }
 
 fn has_family(s: &Scrape, name: &str) -> bool {

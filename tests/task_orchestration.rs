@@ -404,27 +404,32 @@ async fn unreachable_executor_is_unknown_with_a_reason_and_does_not_block_deleti
     eprintln!("deletion with an unreachable executor took {took:?}");
 }
 
+/// Creates a Pool whose buffer holds `idle` pods (at most `max`) and waits until they are.
+async fn warm_pool(s: &ApiServer, name: &str, idle: i32, max: i32) {
+    api::<opensandbox::crd::Pool>(s)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pool_json(name, idle, idle, 0, max)).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("pool warm", T, || async {
+        api::<opensandbox::crd::Pool>(s)
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|st| st.available == idle)
+    })
+    .await;
+}
+
 #[actix_rt::test]
 async fn pooled_sandbox_runs_its_tasks_on_the_allocated_pods() {
     let s = api_server().await;
     let node = Node::start(&s);
     let _m = Manager::start(&s, "m1", None).await;
-    api::<opensandbox::crd::Pool>(&s)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(pool_json("warm", 3, 3, 0, 6)).unwrap(),
-        )
-        .await
-        .unwrap();
-    eventually("pool warm", T, || async {
-        api::<opensandbox::crd::Pool>(&s)
-            .get("warm")
-            .await
-            .unwrap()
-            .status
-            .is_some_and(|st| st.available == 3)
-    })
-    .await;
+    warm_pool(&s, "warm", 3, 6).await;
     let mut body = task_sandbox(
         "pooled",
         2,
@@ -458,22 +463,7 @@ async fn a_deleted_pooled_sandbox_keeps_its_pods_until_its_tasks_have_stopped() 
     let node = Node::start(&s);
     let _m = Manager::start(&s, "m1", None).await;
     let out = node.shared_dir();
-    api::<opensandbox::crd::Pool>(&s)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(pool_json("stop", 2, 2, 0, 6)).unwrap(),
-        )
-        .await
-        .unwrap();
-    eventually("pool warm", T, || async {
-        api::<opensandbox::crd::Pool>(&s)
-            .get("stop")
-            .await
-            .unwrap()
-            .status
-            .is_some_and(|st| st.available == 2)
-    })
-    .await;
+    warm_pool(&s, "stop", 2, 6).await;
     // Stopping takes a second: a pod released (deleted) before that would never write.
     let script = format!(
         "sleep 300 & c=$!; trap 'kill $c; sleep 1; echo stopped > {}/$SHARD; exit 0' TERM; wait $c",
@@ -616,13 +606,7 @@ async fn release_hands_finished_pods_back_to_the_pool_without_refilling() {
     let s = api_server().await;
     let node = Node::start(&s);
     let m1 = Manager::start(&s, "m1", None).await;
-    api::<opensandbox::crd::Pool>(&s)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(pool_json("rel", 3, 3, 0, 8)).unwrap(),
-        )
-        .await
-        .unwrap();
+    warm_pool(&s, "rel", 3, 8).await;
     let available = |s: &ApiServer| {
         let s = s.client();
         async move {
@@ -635,7 +619,6 @@ async fn release_hands_finished_pods_back_to_the_pool_without_refilling() {
                 .unwrap_or_default()
         }
     };
-    eventually("pool warm", T, || async { available(&s).await == 3 }).await;
     // Shard 0 finishes at once, shard 1 fails, shard 2 takes a while.
     let mut body = task_sandbox(
         "released",

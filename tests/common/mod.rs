@@ -193,3 +193,27 @@ pub async fn http_json(
     };
     (status, headers, json)
 }
+
+/// Scrapes `/metrics` at `addr` and parses it with a real Prometheus text parser.
+pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    let (code, _, body) = http_json(addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(code, 200);
+    let text = body.as_str().expect("text exposition").to_string();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("exposition parses")
+}
+
+/// Sum of the samples of `metric` whose labels include `labels` (histograms: their count).
+pub fn metric_value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(b) => b.last().map(|b| b.count).unwrap_or(0.0),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}

@@ -131,10 +131,11 @@ impl Counts {
         let count = |f: &dyn Fn(&PodInfo) -> bool| {
             i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
         };
+        let retired = retired_replicas(bs);
         Self {
             pool: bs.pool_ref().map(String::from),
-            desired: bs.spec.replicas.max(0) - retired_replicas(bs),
-            retired: retired_replicas(bs),
+            desired: bs.spec.replicas.max(0) - retired,
+            retired,
             listed: count(&|_| true),
             live: count(&|p| !p.deleting),
             assigned: count(&|p| p.assigned()),
