@@ -61,3 +61,15 @@ pub fn inject_write_latency_on(s: &ApiServer, resource: Option<&str>, ms: u64) {
             ));
     }
 }
+
+/// User plus system CPU time this process has used so far, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}

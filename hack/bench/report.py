@@ -267,8 +267,10 @@ def markdown(latest: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         sdk = f"official SDK create (wait Running + execd health check), {up.get('concurrency', '?')} client processes"
         native = f"native POST /v1/sandboxes, {up.get('native_concurrency', '?')} connections"
+        serial = "official SDK create (wait Running + execd health check), 1 client, one create at a time"
         for load, suffix, ratio in (
                 (sdk, "", "ours_vs_upstream_creates_ratio"),
+                (serial, "_serial", "serial_creates_ratio"),
                 (f"bare POST /v1/sandboxes (then DELETE), {up.get('concurrency', '?')} Python processes",
                  "_server_only", "server_only_creates_ratio"),
                 (native, "_native", "ours_vs_upstream_native_creates_ratio"),

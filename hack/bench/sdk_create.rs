@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         let pool: Pool = serde_json::from_value(json!({
             "apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "metadata": {"name": "warm"},
             "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "host"}]}},
-                     "capacitySpec": {"bufferMin": warm, "bufferMax": warm, "poolMin": 0, "poolMax": 10 * warm},
+                     "capacitySpec": {"bufferMin": warm, "bufferMax": warm, "poolMin": 0, "poolMax": (10 * warm).min(10_000)},
                      "scaleStrategy": {"maxUnavailable": "100%"}}
         }))?;
         Api::<Pool>::namespaced(s.client(), "default")
@@ -129,6 +129,8 @@ fn main() -> anyhow::Result<()> {
             wait_warm(&m, warm).await?;
             let total = if c == 1 { per_level.min(100) } else { per_level };
             let per_worker = (total / c).max(1);
+            s.requests().clear();
+            let cpu0 = common::process_cpu_seconds();
             let start = Instant::now();
             let tasks: Vec<_> = (0..c).map(|_| tokio::spawn(worker(addr, per_worker))).collect();
             let mut lat = Vec::new();
@@ -136,18 +138,31 @@ fn main() -> anyhow::Result<()> {
                 lat.extend(t.await??);
             }
             let wall = start.elapsed().as_secs_f64();
+            let cores_busy = (common::process_cpu_seconds() - cpu0) / wall;
             let rate = lat.len() as f64 / wall;
             let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+            // Every API write while this level ran (its creates plus the pool's refill and
+            // the simulated kubelet), per create.
+            let mut writes = serde_json::Map::new();
+            for ((verb, resource), n) in s.requests().counts() {
+                if matches!(verb.as_str(), "create" | "update" | "patch" | "delete") {
+                    writes.insert(format!("{verb} {resource}"), json!(n as f64 / lat.len() as f64));
+                }
+            }
             report.insert(
                 format!("concurrency_{c}"),
-                json!({"creates": lat.len(), "p50_ms": p50, "p99_ms": p99, "creates_per_s": rate}),
+                json!({"creates": lat.len(), "p50_ms": p50, "p99_ms": p99, "creates_per_s": rate,
+                       "cpu_cores_busy": cores_busy, "api_writes_per_create": writes}),
             );
-            rows.push(format!("| {c} | {} | {p50:.1} ms | {p99:.1} ms | {rate:.0} |", lat.len()));
+            rows.push(format!(
+                "| {c} | {} | {p50:.1} ms | {p99:.1} ms | {rate:.0} | {cores_busy:.2} |",
+                lat.len()
+            ));
         }
         println!("{}", serde_json::to_string_pretty(&report)?);
         println!();
-        println!("| concurrency | creates | p50 | p99 | creates/s |");
-        println!("|---|---|---|---|---|");
+        println!("| concurrency | creates | p50 | p99 | creates/s | CPU cores busy |");
+        println!("|---|---|---|---|---|---|");
         for r in rows {
             println!("{r}");
         }

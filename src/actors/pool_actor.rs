@@ -53,9 +53,12 @@ pub struct PoolActor {
     /// Pods handed to sandboxes this actor is creating or created, not yet in the cache
     /// (sandbox -> pods): held like a ledger so no turn or reservation gives them out again.
     reserved: HashMap<String, (Vec<String>, Instant)>,
-    /// Idle Ready pods nobody holds, for reservations: computed at each turn's start and
-    /// dropped when it ends (taking a pod re-checks it against the cache).
+    /// Idle Ready pods nobody holds, for reservations: computed at each turn's start, kept
+    /// until the next one, and recomputed when it runs short (taking a pod re-checks it
+    /// against the cache).
     spare: Option<Vec<String>>,
+    /// How long the last turn took to plan: the gap before the next turn grows with it.
+    last_plan: std::time::Duration,
     running: bool,
     again: bool,
     last_status: Option<PoolStatus>,
@@ -79,6 +82,7 @@ impl PoolActor {
             written_ledgers: HashMap::new(),
             reserved: HashMap::new(),
             spare: None,
+            last_plan: std::time::Duration::ZERO,
             running: false,
             again: false,
             last_status: None,
@@ -540,9 +544,11 @@ impl PoolActor {
     }
 
     fn start_turn(&mut self, ctx: &mut Context<Self>) {
+        let planning = Instant::now();
         let Some(mut work) = self.prepare() else {
             return;
         };
+        self.last_plan = planning.elapsed();
         work.invalid = if work.invalid != self.last_invalid {
             self.last_invalid = work.invalid.clone();
             work.invalid.clone()
@@ -590,7 +596,6 @@ impl PoolActor {
             for pod in &outcome.failed_deletes {
                 act.deleted.remove(pod);
             }
-            act.spare = None;
             if outcome.written_status.is_some() {
                 act.last_status = outcome.written_status;
             }
@@ -620,7 +625,7 @@ impl PoolActor {
     /// Runs the next turn after the configured gap, holding the actor "running" meanwhile
     /// so further wake-ups only mark it again.
     fn start_turn_after_gap(&mut self, ctx: &mut Context<Self>) {
-        let gap = self.ctx.config.pool_turn_gap;
+        let gap = turn_gap(self.ctx.config.pool_turn_gap, self.last_plan);
         if gap.is_zero() {
             self.start_turn(ctx);
             return;
@@ -633,6 +638,20 @@ impl PoolActor {
             act.start_turn(ctx);
         });
     }
+}
+
+/// The pause between two turns: the configured gap, or four times what planning the last
+/// turn took when that is longer (a big pool under churn then plans in larger batches and
+/// leaves the actor's thread free for reservations), at most 100 ms.
+fn turn_gap(
+    configured: std::time::Duration,
+    last_plan: std::time::Duration,
+) -> std::time::Duration {
+    const MAX_ADAPTIVE: std::time::Duration = std::time::Duration::from_millis(100);
+    if configured.is_zero() {
+        return configured;
+    }
+    configured.max(last_plan.saturating_mul(4).min(MAX_ADAPTIVE))
 }
 
 async fn execute(ctx: Arc<Controller>, work: TurnWork) -> TurnOutcome {

@@ -99,17 +99,30 @@ pub(super) fn with_allocation(
 
 impl PoolActor {
     /// Takes `n` spare pods with their IPs, or none if there are fewer. The spare list is
-    /// computed once per turn; each pod taken is checked against the cache again (still
+    /// computed at each turn's start (or here, when there is none or it runs short); each
+    /// pod taken is checked against the cache again (still
     /// Ready, not terminating, not marked for eviction or frozen), and pods that no longer
     /// qualify are dropped from the list as they are met.
     fn take_spare(&mut self, n: usize) -> Option<Vec<(String, String)>> {
         if n == 0 {
             return None;
         }
-        if self.spare.is_none() {
-            let work = self.prepare()?;
-            self.spare = Some(work.spare);
+        let fresh = self.spare.is_none();
+        if fresh {
+            self.spare = Some(self.prepare()?.spare);
         }
+        if let Some(taken) = self.take_from_spare(n) {
+            return Some(taken);
+        }
+        if fresh {
+            return None;
+        }
+        // Pods that became Ready since the list was computed may make up the difference.
+        self.spare = Some(self.prepare()?.spare);
+        self.take_from_spare(n)
+    }
+
+    fn take_from_spare(&mut self, n: usize) -> Option<Vec<(String, String)>> {
         let cache = self.ctx.cache.clone();
         let namespace = self.key.0.clone();
         let deleted = &self.deleted;

@@ -161,14 +161,26 @@ pub fn bump_generation(old: &Value, new: &mut Value) {
 
 /// True when two stored states are equal apart from resourceVersion and managedFields times.
 pub fn same_content(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
+    fn equal_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &str) -> bool {
+        let keys = |m: &Map<String, Value>| m.keys().filter(|k| *k != skip).count();
+        keys(a) == keys(b)
+            && a.iter()
+                .filter(|(k, _)| *k != skip)
+                .all(|(k, v)| b.get(k) == Some(v))
+    }
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => {
+            o.len() == n.len()
+                && o.iter().all(|(k, ov)| match (n.get(k), k.as_str()) {
+                    (Some(Value::Object(nm)), "metadata") => ov
+                        .as_object()
+                        .is_some_and(|om| equal_except(om, nm, "resourceVersion")),
+                    (Some(nv), _) => ov == nv,
+                    (None, _) => false,
+                })
         }
-        v
-    };
-    strip(old) == strip(new)
+        _ => old == new,
+    }
 }
 
 /// Applies the real server's create-time defaults for the built-in kinds we care about.
@@ -295,5 +307,27 @@ mod tests {
         let name = o["metadata"]["name"].as_str().unwrap();
         assert!(name.starts_with("pool-") && name.len() == 10);
         assert_eq!(o["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn same_content_ignores_only_the_resource_version() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("2");
+        assert!(same_content(&a, &b));
+        b["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert!(same_content(&a, &b));
+        b["metadata"]["labels"]["x"] = json!("2");
+        assert!(!same_content(&a, &b));
+        let mut c = a.clone();
+        c["spec"]["n"] = json!(2);
+        assert!(!same_content(&a, &c));
+        let mut d = a.clone();
+        d["metadata"]["uid"] = json!("u");
+        assert!(!same_content(&a, &d));
+        assert!(!same_content(&a, &json!({"spec": {"n": 1}})));
     }
 }

@@ -90,7 +90,18 @@ impl tower::Service<Request<kube::client::Body>> for InProcess {
         if exec::wants_upgrade(&req) {
             return Box::pin(async move { Ok(upgrade_in_process(core, req).await) });
         }
-        Box::pin(async move { Ok(serve_request(core, req).await) })
+        // Served on the runtime's workers, as a separate API server would be: otherwise the
+        // whole request runs inside the caller's task, and every write an actor makes costs
+        // the actor thread the API server's work too.
+        // Spawned when first polled, not here: a layer above (the write fence) may still
+        // refuse the request after calling this.
+        Box::pin(async move {
+            Ok(tokio::spawn(serve_request(core, req))
+                .await
+                .unwrap_or_else(|e| {
+                    error_response(&ApiError::internal(format!("API server request task: {e}")))
+                }))
+        })
     }
 }
 

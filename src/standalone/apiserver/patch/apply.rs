@@ -529,7 +529,7 @@ fn remove_child(
 }
 
 /// One managedFields entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Entry {
     manager: String,
     operation: String,
@@ -537,6 +537,15 @@ struct Entry {
     time: Option<String>,
     subresource: Option<String>,
     set: FieldSet,
+    /// The stored JSON this entry was decoded from, while it is unchanged: written back as
+    /// it is instead of encoding the set again. Whoever changes the entry clears it.
+    encoded: Option<Value>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_content(other) && self.time == other.time
+    }
 }
 
 impl Entry {
@@ -556,7 +565,15 @@ impl Entry {
             time: s("time"),
             subresource: s("subresource").filter(|s| !s.is_empty()),
             set: FieldSet::from_fields_v1(v.get("fieldsV1").unwrap_or(&json!({}))).ok()?,
+            encoded: None,
         })
+    }
+
+    fn into_value(self) -> Value {
+        match self.encoded {
+            Some(v) => v,
+            None => self.encode(),
+        }
     }
 
     fn encode(&self) -> Value {
@@ -595,6 +612,27 @@ fn decode_entries(raw: Option<&Value>) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
+/// Like [`decode_entries`], keeping each entry's stored JSON for writing it back unchanged.
+fn decode_owned(raw: Option<Value>) -> Vec<Entry> {
+    let Some(Value::Array(items)) = raw else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|v| {
+            let mut e = Entry::decode(&v)?;
+            e.encoded = Some(v);
+            Some(e)
+        })
+        .collect()
+}
+
+fn take_managed_fields(obj: &mut Value) -> Option<Value> {
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"))
+}
+
 /// Writes the entries in the real server's order (Apply before Update, then by time, manager).
 fn store_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.set.is_empty());
@@ -615,8 +653,9 @@ fn store_entries(obj: &mut Value, mut entries: Vec<Entry>) {
                 &b.subresource,
             ))
     });
-    let encoded = Value::Array(entries.iter().map(Entry::encode).collect());
-    set_managed_fields(obj, (!entries.is_empty()).then_some(encoded));
+    let present = !entries.is_empty();
+    let encoded = Value::Array(entries.into_iter().map(Entry::into_value).collect());
+    set_managed_fields(obj, present.then_some(encoded));
 }
 
 /// The real server keeps at most this many Update entries.
@@ -649,6 +688,7 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
         };
         let current = updaters.remove(i);
         let bucket = &mut updaters[first];
+        bucket.encoded = None;
         if bucket.manager != ANCIENT_CHANGES {
             bucket.manager = ANCIENT_CHANGES.into();
             bucket.subresource = None;
@@ -757,6 +797,7 @@ pub fn apply(
         time: Some(opts.now.clone()),
         subresource: opts.subresource.clone(),
         set: applied_set,
+        encoded: None,
     };
     upsert(&mut entries, &is_me, mine);
     entries.retain(|e| !e.set.is_empty());
@@ -810,6 +851,7 @@ fn settle_conflicts(
     let taken = applied_set.intersection(changed);
     for entry in entries.iter_mut().filter(|e| !is_me(e)) {
         entry.set = entry.set.difference(&taken);
+        entry.encoded = None;
     }
     Ok(())
 }
@@ -831,6 +873,7 @@ fn before_first_apply(live: &Value, opts: &ApplyOptions, lists: &dyn ListSemanti
         time: Some(opts.now.clone()),
         subresource: None,
         set: written_fields(live, lists),
+        encoded: None,
     }
 }
 
@@ -882,44 +925,55 @@ pub fn record_update(
     now: &str,
     lists: &dyn ListSemantics,
 ) {
-    let sent = managed_fields(new).cloned();
-    let stored = old.and_then(managed_fields).cloned();
-    let base_raw = if is_reset(sent.as_ref()) {
-        None
-    } else if !decode_entries(sent.as_ref()).is_empty() {
-        sent
-    } else {
-        stored
-    };
-    let new_clean = without_managed_fields(new);
+    // managedFields are never tracked, so the objects are diffed as they are.
     let d = match old {
-        Some(o) => diff_objects(&without_managed_fields(o), &new_clean, lists),
+        Some(o) => diff_objects(o, new, lists),
         None => Diff {
-            changed: written_fields(&new_clean, lists),
+            changed: written_fields(new, lists),
             removed: FieldSet::default(),
         },
     };
+    let sent = take_managed_fields(new);
+    let reset = is_reset(sent.as_ref());
     if d.is_empty() {
-        set_managed_fields(new, base_raw);
+        let base = if reset {
+            None
+        } else if !decode_entries(sent.as_ref()).is_empty() {
+            sent
+        } else {
+            old.and_then(managed_fields).cloned()
+        };
+        set_managed_fields(new, base);
         return;
     }
-    let mut entries = decode_entries(base_raw.as_ref());
-    let is_me = |e: &Entry| e.is(manager, "Update", api_version, subresource);
-    for e in entries.iter_mut().filter(|e| !is_me(e)) {
-        e.set = e.set.difference(&d.changed).difference(&d.removed);
+    let mut entries = if reset {
+        Vec::new()
+    } else {
+        decode_owned(sent)
+    };
+    if entries.is_empty() && !reset {
+        // Nothing usable was sent: the stored entries are the starting point.
+        entries = decode_owned(old.and_then(managed_fields).cloned());
     }
-    let previous = entries
-        .iter()
-        .find(|e| is_me(e))
-        .map(|e| e.set.clone())
-        .unwrap_or_default();
+    let is_me = |e: &Entry| e.is(manager, "Update", api_version, subresource);
+    let mut previous = FieldSet::default();
+    for e in entries.iter_mut() {
+        if is_me(e) {
+            previous = std::mem::take(&mut e.set);
+        } else if e.set.subtract(&d.changed) | e.set.subtract(&d.removed) {
+            e.encoded = None;
+        }
+    }
+    let mut set = previous.union(&d.changed);
+    set.subtract(&d.removed);
     let mine = Entry {
         manager: manager.to_string(),
         operation: "Update".into(),
         api_version: api_version.to_string(),
         time: Some(now.to_string()),
         subresource: subresource.map(str::to_string),
-        set: previous.union(&d.changed).difference(&d.removed),
+        set,
+        encoded: None,
     };
     upsert(&mut entries, &is_me, mine);
     store_entries(new, entries);

@@ -95,6 +95,28 @@ impl FieldSet {
         out
     }
 
+    /// Removes every member of `other`, in place; true when something was removed. Cheap
+    /// when the sets do not overlap (nothing is copied).
+    pub fn subtract(&mut self, other: &FieldSet) -> bool {
+        let mut changed = false;
+        if other.member && self.member {
+            self.member = false;
+            changed = true;
+        }
+        if other.children.is_empty() || self.children.is_empty() {
+            return changed;
+        }
+        self.children
+            .retain(|pe, child| match other.children.get(pe) {
+                Some(theirs) => {
+                    changed |= child.subtract(theirs);
+                    !child.is_empty()
+                }
+                None => true,
+            });
+        changed
+    }
+
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet {
             member: self.member && other.member,

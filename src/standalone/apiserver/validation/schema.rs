@@ -230,14 +230,17 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCa
         validate_node(obj, schema, "", old, &mut out);
         return out;
     };
-    let mut root = schema.clone();
-    if let Some(meta_schema) = properties(schema).and_then(|p| p.get("metadata")) {
+    // metadata is the server's: only the names are checked against the schema.
+    let meta_schema = properties(schema).and_then(|p| p.get("metadata"));
+    if let Some(meta_schema) = meta_schema {
         validate_meta_names(map.get("metadata"), meta_schema, &mut out);
-        if let Some(props) = root.get_mut("properties").and_then(Value::as_object_mut) {
-            props.remove("metadata");
-        }
     }
-    validate_node(obj, &root, "", old, &mut out);
+    if old.is_some_and(|o| o == obj) {
+        return out;
+    }
+    let skip = meta_schema.map(|_| "metadata");
+    check_object_fields(map, schema, "", old, skip, &mut out);
+    check_combinators(obj, schema, "", &mut out);
     out
 }
 
@@ -625,6 +628,18 @@ fn check_object(
     old: Option<&Value>,
     out: &mut Vec<FieldCause>,
 ) {
+    check_object_fields(map, s, path, old, None, out);
+}
+
+/// [`check_object`] leaving the property `skip` (and its schema) out.
+fn check_object_fields(
+    map: &Map<String, Value>,
+    s: &Value,
+    path: &str,
+    old: Option<&Value>,
+    skip: Option<&str>,
+    out: &mut Vec<FieldCause>,
+) {
     if let Some(req) = s.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
@@ -650,7 +665,7 @@ fn check_object(
     let props = properties(s);
     let addl = additional(s).filter(|a| !a.is_null());
     let old = correlated_fields(old, s);
-    for (k, v) in map {
+    for (k, v) in map.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
         let sub = props.and_then(|p| p.get(k)).or(addl);
         if let Some(sub) = sub {
             validate_node(v, sub, &child(path, k), old.and_then(|o| o.get(k)), out);
