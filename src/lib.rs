@@ -1,6 +1,7 @@
 //! OpenSandbox controller: CRDs, informer cache, actors, SDK API and standalone runtime.
 
 pub mod actors;
+pub mod allocator;
 pub mod cache;
 pub mod crd;
 pub mod fuzzing;

@@ -7,6 +7,9 @@ use opensandbox::kubeclient::ClientLimits;
 use opensandbox::manager::{LeaderOptions, Manager, ManagerOptions};
 use opensandbox::standalone::run::{StandaloneOptions, default_state_dir};
 
+#[global_allocator]
+static ALLOCATOR: opensandbox::allocator::Allocator = opensandbox::allocator::Allocator {};
+
 #[derive(Parser)]
 #[command(
     name = "opensandbox",
@@ -56,6 +59,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    opensandbox::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen { out_dir } => crdgen(out_dir),

@@ -141,6 +141,7 @@ async fn list_pods(s: &ApiServer, n: usize, rounds: usize) -> (Duration, usize) 
 }
 
 fn main() -> anyhow::Result<()> {
+    opensandbox::allocator::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -143,6 +143,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    opensandbox::allocator::tune();
     let rounds = common::arg("--rounds", 3);
     let samples = common::arg("--samples", 100);
     let sys = actix::System::with_tokio_rt(|| {

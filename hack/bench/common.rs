@@ -4,6 +4,11 @@
 
 use opensandbox::standalone::apiserver::ApiServer;
 
+// The allocator the `opensandbox` binary uses, so the figures are the binary's (each
+// program calls `opensandbox::allocator::tune()` first, as the binary does).
+#[global_allocator]
+static ALLOCATOR: opensandbox::allocator::Allocator = opensandbox::allocator::Allocator {};
+
 /// The value of `--name N` on the command line, or `default`.
 pub fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

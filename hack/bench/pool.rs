@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
+use http_body_util::BodyExt;
 use kube::api::{Api, PostParams};
 use opensandbox::actors::leader::LeaderGate;
 use opensandbox::actors::{ActorConfig, Controller, run_actors};
@@ -101,10 +102,19 @@ struct Memory {
 /// cache size once its cache is synced.
 async fn manager_memory(n: usize) -> anyhow::Result<Memory> {
     let s = common::server_with_crds().await?;
+    // The pods need a live owner (the server collects dependents of owners that do not
+    // exist), but not a Pool: the manager is only to cache them, not to scale them.
+    let owner = json!({"metadata": {"name": "big", "namespace": "default"}});
+    let req = Request::post("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(Bytes::from(serde_json::to_vec(&owner)?))?;
+    let created = s.request(req).await.into_body().collect().await?.to_bytes();
+    let owner: serde_json::Value = serde_json::from_slice(&created)?;
+    let owner_uid = owner["metadata"]["uid"].clone();
     for i in 0..n {
         let body = json!({"metadata": {"name": format!("pool-pod-{i:05}"), "namespace": "default",
             "labels": {keys::LABEL_MANAGED: "true", keys::LABEL_POOL_NAME: "big", keys::LABEL_POOL_REVISION: "0123456789abcdef"},
-            "ownerReferences": [{"apiVersion": "sandbox.opensandbox.io/v1alpha1", "kind": "Pool", "name": "big", "uid": "4f7d6d2e-4c55-4d7e-9a66-1d1c1e0f0a01", "controller": true}]},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "big", "uid": owner_uid, "controller": true}]},
             "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"],
                      "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}]},
             "status": {"phase": "Running", "podIP": format!("10.0.{}.{}", i / 250, i % 250),
@@ -200,6 +210,7 @@ fn reqwest_like_get(
 }
 
 fn main() -> anyhow::Result<()> {
+    opensandbox::allocator::tune();
     let n = common::arg("--pods", 300);
     let cached = common::arg("--cached", 10_000);
     let rounds = common::arg("--rounds", 5);

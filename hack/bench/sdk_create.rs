@@ -81,6 +81,7 @@ async fn wait_warm(m: &Manager, n: i32) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    opensandbox::allocator::tune();
     if let Some(target) = common::arg_str("--target") {
         return drive_external(target);
     }

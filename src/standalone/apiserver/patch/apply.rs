@@ -956,25 +956,35 @@ pub fn record_update(
         entries = decode_owned(old.and_then(managed_fields).cloned());
     }
     let is_me = |e: &Entry| e.is(manager, "Update", api_version, subresource);
-    let mut previous = FieldSet::default();
+    let mut mine_found = false;
     for e in entries.iter_mut() {
         if is_me(e) {
-            previous = std::mem::take(&mut e.set);
+            mine_found = true;
+            // Usually a writer changes fields it already owns: its set stays as it is and
+            // only the time moves, so its stored JSON is kept with the new time.
+            let grew = e.set.absorb(&d.changed);
+            if grew | e.set.subtract(&d.removed) {
+                e.encoded = None;
+            } else if let Some(Value::Object(m)) = &mut e.encoded {
+                m.insert("time".into(), json!(now));
+            }
+            e.time = Some(now.to_string());
         } else if e.set.subtract(&d.changed) | e.set.subtract(&d.removed) {
             e.encoded = None;
         }
     }
-    let mut set = previous.union(&d.changed);
-    set.subtract(&d.removed);
-    let mine = Entry {
-        manager: manager.to_string(),
-        operation: "Update".into(),
-        api_version: api_version.to_string(),
-        time: Some(now.to_string()),
-        subresource: subresource.map(str::to_string),
-        set,
-        encoded: None,
-    };
-    upsert(&mut entries, &is_me, mine);
+    if !mine_found {
+        let mut set = d.changed;
+        set.subtract(&d.removed);
+        entries.push(Entry {
+            manager: manager.to_string(),
+            operation: "Update".into(),
+            api_version: api_version.to_string(),
+            time: Some(now.to_string()),
+            subresource: subresource.map(str::to_string),
+            set,
+            encoded: None,
+        });
+    }
     store_entries(new, entries);
 }

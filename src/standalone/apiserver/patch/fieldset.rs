@@ -95,6 +95,26 @@ impl FieldSet {
         out
     }
 
+    /// Adds every member of `other`, in place; true when something was added. Copies only
+    /// the parts of `other` this set lacks.
+    pub fn absorb(&mut self, other: &FieldSet) -> bool {
+        let mut grew = other.member && !self.member;
+        self.member |= other.member;
+        for (pe, theirs) in &other.children {
+            if theirs.is_empty() {
+                continue;
+            }
+            match self.children.get_mut(pe) {
+                Some(mine) => grew |= mine.absorb(theirs),
+                None => {
+                    self.children.insert(pe.clone(), theirs.clone());
+                    grew = true;
+                }
+            }
+        }
+        grew
+    }
+
     /// Removes every member of `other`, in place; true when something was removed. Cheap
     /// when the sets do not overlap (nothing is copied).
     pub fn subtract(&mut self, other: &FieldSet) -> bool {
@@ -274,6 +294,38 @@ mod tests {
         assert!(!set.contains(&[f("metadata")]));
         assert_eq!(set.to_fields_v1(), v);
         assert!(FieldSet::from_fields_v1(&json!({"x:y":{}})).is_err());
+    }
+
+    fn set_of(paths: &[Vec<u8>]) -> FieldSet {
+        let mut s = FieldSet::default();
+        for p in paths {
+            let path: Vec<PathElement> = p.iter().map(|i| f(&format!("k{i}"))).collect();
+            if !path.is_empty() {
+                s.insert(&path);
+            }
+        }
+        s
+    }
+
+    fn paths() -> impl proptest::strategy::Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(0u8..3, 0..4), 0..8)
+    }
+
+    proptest::proptest! {
+        /// The in-place operations the write path uses agree with the copying ones, and
+        /// report a change exactly when the set changed.
+        #[test]
+        fn in_place_operations_match_the_copying_ones(a in paths(), b in paths()) {
+            let (a, b) = (set_of(&a), set_of(&b));
+            let mut grown = a.clone();
+            let grew = grown.absorb(&b);
+            proptest::prop_assert_eq!(&grown, &a.union(&b));
+            proptest::prop_assert_eq!(grew, grown != a);
+            let mut shrunk = a.clone();
+            let shrank = shrunk.subtract(&b);
+            proptest::prop_assert_eq!(&shrunk, &a.difference(&b));
+            proptest::prop_assert_eq!(shrank, shrunk != a);
+        }
     }
 
     #[test]
