@@ -1,4 +1,7 @@
-//! Loopback pod IPs: 127.0.0.N with N from 2 upwards, lowest free first, reused after release.
+//! Loopback pod IPs: 127.0.0.N with N from 2 upwards, handed out round-robin as a cluster's
+//! host-local IPAM does: a released address comes back only after the rest of 127.0.0.0/8.
+//! Reusing it at once let a new pod's executor race a deleted pod's, still shutting down on
+//! the same address and port.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -7,6 +10,8 @@ use std::net::Ipv4Addr;
 #[derive(Debug, Default)]
 pub struct IpAllocator {
     used: BTreeSet<u32>,
+    /// Where the search for the next free address starts (after the last one handed out).
+    next: u32,
 }
 
 const FIRST: u32 = 2;
@@ -29,8 +34,8 @@ impl IpAllocator {
     }
 
     /// Allocates `preferred` if it is a free pod address and `usable` accepts it, else the
-    /// lowest free address `usable` accepts (`usable` lets the caller skip addresses another
-    /// process already serves on).
+    /// next free address after the last one handed out that `usable` accepts (`usable` lets
+    /// the caller skip addresses another process already serves on).
     pub fn allocate(
         &mut self,
         preferred: Option<Ipv4Addr>,
@@ -43,15 +48,13 @@ impl IpAllocator {
             self.used.insert(n);
             return Some(to_ip(n));
         }
-        let mut n = FIRST;
-        while n <= LAST {
-            if !self.used.contains(&n) && usable(to_ip(n)) {
-                self.used.insert(n);
-                return Some(to_ip(n));
-            }
-            n += 1;
-        }
-        None
+        let start = self.next.clamp(FIRST, LAST);
+        let found = (start..=LAST)
+            .chain(FIRST..start)
+            .find(|n| !self.used.contains(n) && usable(to_ip(*n)))?;
+        self.used.insert(found);
+        self.next = found + 1;
+        Some(to_ip(found))
     }
 
     pub fn release(&mut self, ip: Ipv4Addr) {
@@ -70,15 +73,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn allocates_from_two_upwards_and_reuses() {
+    fn allocates_from_two_upwards_and_reuses_only_after_wrapping() {
         let mut a = IpAllocator::new();
         let x = a.allocate(None, |_| true).unwrap();
         let y = a.allocate(None, |_| true).unwrap();
         assert_eq!(x, Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(y, Ipv4Addr::new(127, 0, 0, 3));
         a.release(x);
-        assert_eq!(a.allocate(None, |_| true), Some(x));
+        assert_eq!(
+            a.allocate(None, |_| true),
+            Some(Ipv4Addr::new(127, 0, 0, 4))
+        );
         assert_eq!(a.in_use(), 2);
+        // At the end of the range the search wraps to the lowest free address.
+        a.next = LAST;
+        assert_eq!(a.allocate(None, |_| true), Some(to_ip(LAST)));
+        assert_eq!(a.allocate(None, |_| true), Some(x));
     }
 
     #[test]
@@ -91,15 +101,18 @@ mod tests {
         );
         let pref = Ipv4Addr::new(127, 0, 0, 9);
         assert_eq!(a.allocate(Some(pref), |_| true), Some(pref));
-        // Taken or non-loopback preferences fall back to the lowest free address.
-        assert_eq!(a.allocate(Some(pref), |_| true), Some(skip));
+        // Taken or non-loopback preferences fall back to the next free address.
         assert_eq!(
-            a.allocate(Some(Ipv4Addr::new(10, 0, 0, 1)), |_| true),
+            a.allocate(Some(pref), |_| true),
             Some(Ipv4Addr::new(127, 0, 0, 4))
         );
         assert_eq!(
-            a.allocate(Some(Ipv4Addr::new(127, 0, 0, 1)), |_| true),
+            a.allocate(Some(Ipv4Addr::new(10, 0, 0, 1)), |_| true),
             Some(Ipv4Addr::new(127, 0, 0, 5))
+        );
+        assert_eq!(
+            a.allocate(Some(Ipv4Addr::new(127, 0, 0, 1)), |_| true),
+            Some(Ipv4Addr::new(127, 0, 0, 6))
         );
     }
 
