@@ -114,7 +114,15 @@ async fn wait_running(
         });
         match (status, state.as_deref()) {
             (200, Some("Running")) => return Ok(()),
-            (200, Some("Failed" | "Terminated")) => anyhow::bail!("sandbox {id} became {state:?}"),
+            (200, Some("Failed" | "Terminated")) => {
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let field = |k: &str| v.pointer(&format!("/status/{k}")).cloned().unwrap_or_default();
+                anyhow::bail!(
+                    "sandbox {id} became {state:?} (reason {}, message {})",
+                    field("reason"),
+                    field("message")
+                )
+            }
             (200, _) | (404, _) => {}
             _ => anyhow::bail!(
                 "GET {path} answered {status}: {}",
