@@ -116,7 +116,11 @@ async fn wait_running(
             (200, Some("Running")) => return Ok(()),
             (200, Some("Failed" | "Terminated")) => {
                 let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let field = |k: &str| v.pointer(&format!("/status/{k}")).cloned().unwrap_or_default();
+                let field = |k: &str| {
+                    v.pointer(&format!("/status/{k}"))
+                        .cloned()
+                        .unwrap_or_default()
+                };
                 anyhow::bail!(
                     "sandbox {id} became {state:?} (reason {}, message {})",
                     field("reason"),

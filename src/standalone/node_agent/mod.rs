@@ -135,11 +135,30 @@ static IPS: LazyLock<Mutex<IpAllocator>> = LazyLock::new(|| Mutex::new(IpAllocat
 
 /// Allocates a pod IP whose execd and task ports are free on this host.
 fn allocate_ip(preferred: Option<Ipv4Addr>, ports: [u16; 2]) -> Option<Ipv4Addr> {
-    IPS.lock().allocate(preferred, |ip| {
-        ports
-            .iter()
-            .all(|p| std::net::TcpListener::bind((ip, *p)).is_ok())
-    })
+    IPS.lock()
+        .allocate(preferred, |ip| ports.iter().all(|p| port_is_free(ip, *p)))
+}
+
+/// Whether nothing listens on `ip:port`, found by binding without listening (SO_REUSEADDR,
+/// close-on-exec). A listening probe could keep the port from the pod's own executor: a pod
+/// process another thread clones before its exec holds a copy of every open descriptor, and a
+/// listening copy keeps the port taken until that exec; a bound-only copy does not stop the
+/// executor's bind, while a real listener still fails this one.
+fn port_is_free(ip: Ipv4Addr, port: u16) -> bool {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    let addr = SockaddrIn::from(std::net::SocketAddrV4::new(ip, port));
+    setsockopt(&fd, sockopt::ReuseAddr, &true).is_ok() && bind(fd.as_raw_fd(), &addr).is_ok()
 }
 
 fn release_ip(ip: Ipv4Addr) {
@@ -384,4 +403,35 @@ fn on_apply(
             task: Some(task),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_probe_sees_listeners_and_never_blocks_the_executor() {
+        let ip = Ipv4Addr::new(127, 0, 77, 9);
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(!port_is_free(ip, port), "a listener holds the port");
+        drop(listener);
+        assert!(port_is_free(ip, port));
+        // What a pod process cloned mid-probe would keep: a bound, not listening socket.
+        let leaked = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::setsockopt(&leaked, nix::sys::socket::sockopt::ReuseAddr, &true).unwrap();
+        let addr = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(ip, port));
+        use std::os::fd::AsRawFd;
+        nix::sys::socket::bind(leaked.as_raw_fd(), &addr).unwrap();
+        assert!(
+            std::net::TcpListener::bind((ip, port)).is_ok(),
+            "the executor's bind succeeds next to a leaked probe"
+        );
+    }
 }

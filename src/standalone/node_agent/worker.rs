@@ -326,6 +326,15 @@ impl Worker {
             std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
         );
         set(&mut env, "HOSTNAME", self.name.clone());
+        // The executor's env file is the pod's own (before the container's env, which may set
+        // another): its default, /opt/opensandbox/.env when the host has that directory,
+        // would be shared by every pod on the host.
+        let envs = if namespaces {
+            PathBuf::from("/tmp/.opensandbox-env")
+        } else {
+            self.tmp.join(".opensandbox-env")
+        };
+        set(&mut env, "EXECD_ENVS", envs.display().to_string());
         for e in self.container.env.iter().flatten() {
             if let Some(v) = &e.value {
                 set(&mut env, &e.name, v.clone());
