@@ -72,17 +72,25 @@ pub fn needs_bridge(bs: &BatchSandbox, intent: Intent) -> bool {
             .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == cond && c.is_true()))
 }
 
-/// A paused sandbox has no address (its pods are gone or frozen): the endpoint and proxy
-/// routes answer the 404 the SDK retries on while it resumes.
+/// A paused sandbox has no address (its pods are gone or frozen), and a resuming one has
+/// none until the controller says it runs again: the endpoint and proxy routes answer the
+/// 404 the SDK retries on while it resumes, so `Sandbox.resume` returns a sandbox whose state
+/// is already `Running` (a thawed pod answers pings a moment before its status says so).
 pub fn check_reachable(bs: &BatchSandbox, id: &str) -> Result<(), ApiError> {
-    if phase(bs) == Some(SandboxPhase::Paused) {
-        return Err(ApiError::new(
+    let unreachable = |why: &str| {
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "KUBERNETES::POD_IP_NOT_AVAILABLE",
-            format!("Sandbox '{id}' is paused; resume it to reach its endpoints"),
-        ));
+            format!("Sandbox '{id}' {why}"),
+        ))
+    };
+    match phase(bs) {
+        Some(SandboxPhase::Paused) => unreachable("is paused; resume it to reach its endpoints"),
+        Some(SandboxPhase::Resuming) => {
+            unreachable("is resuming; its endpoints are reachable once it is Running")
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -155,12 +163,15 @@ mod tests {
     }
 
     #[test]
-    fn paused_sandboxes_have_no_endpoint() {
+    fn paused_and_resuming_sandboxes_have_no_endpoint() {
         let e = check_reachable(&bs(Some(SandboxPhase::Paused), None, None), "id").unwrap_err();
         assert_eq!(
             (e.status.as_u16(), e.code.as_str()),
             (404, "KUBERNETES::POD_IP_NOT_AVAILABLE")
         );
+        let e = check_reachable(&bs(Some(SandboxPhase::Resuming), None, None), "id").unwrap_err();
+        assert_eq!(e.status.as_u16(), 404);
         assert!(check_reachable(&bs(Some(SandboxPhase::Succeed), None, None), "id").is_ok());
+        assert!(check_reachable(&bs(Some(SandboxPhase::Pausing), None, None), "id").is_ok());
     }
 }
