@@ -318,22 +318,23 @@ def main() -> None:
         report["native_creates"] = args.native_creates
         report["native_concurrency"] = args.native_concurrency
 
-        def native_loads(who: str, port: int, server_pids: tuple[int, ...]) -> None:
+        def loads(who: str, port: int, server_pids: tuple[int, ...]) -> None:
+            """Every load against one server, the pool refilled before each."""
+            domain = f"127.0.0.1:{port}"
+            sdk_loads = (("", args.creates, args.concurrency, worker),
+                         ("_serial", args.serial_creates, 1, worker),
+                         ("_server_only", args.creates, args.concurrency, raw_worker))
+            for suffix, creates, concurrency, work in sdk_loads:
+                warm_pool(state / "kubeconfig", pool_size, create=False)
+                report[who + suffix] = drive(domain, creates, concurrency, work,
+                                             server_pids=server_pids, standalone_pid=ours.pid)
             for suffix, wait_running in (("_native", False), ("_native_running", True)):
                 warm_pool(state / "kubeconfig", pool_size, create=False)
-                report[who + suffix] = native(exe, f"127.0.0.1:{port}", args.native_creates,
+                report[who + suffix] = native(exe, domain, args.native_creates,
                                               args.native_concurrency, wait_running, server_pids, ours.pid)
 
         warm_pool(state / "kubeconfig", pool_size, create=True)
-        report["ours"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency,
-                               server_pids=(ours.pid,), standalone_pid=ours.pid)
-        warm_pool(state / "kubeconfig", pool_size, create=False)
-        report["ours_serial"] = drive(f"127.0.0.1:{ours_port}", args.serial_creates, 1,
-                                      server_pids=(ours.pid,), standalone_pid=ours.pid)
-        warm_pool(state / "kubeconfig", pool_size, create=False)
-        report["ours_server_only"] = drive(f"127.0.0.1:{ours_port}", args.creates, args.concurrency, raw_worker,
-                                           server_pids=(ours.pid,), standalone_pid=ours.pid)
-        native_loads("ours", ours_port, (ours.pid,))
+        loads("ours", ours_port, (ours.pid,))
         server = UPSTREAM_VENV / "bin" / "opensandbox-server"
         if not server.exists():
             report["upstream"] = failed(f"{server} is missing (pip install opensandbox-server into {UPSTREAM_VENV})")
@@ -346,17 +347,7 @@ def main() -> None:
             )
             try:
                 wait_http(f"http://127.0.0.1:{upstream_port}/health", 60, upstream)
-                warm_pool(state / "kubeconfig", pool_size, create=False)
-                report["upstream"] = drive(f"127.0.0.1:{upstream_port}", args.creates, args.concurrency,
-                                           server_pids=(upstream.pid,), standalone_pid=ours.pid)
-                warm_pool(state / "kubeconfig", pool_size, create=False)
-                report["upstream_serial"] = drive(f"127.0.0.1:{upstream_port}", args.serial_creates, 1,
-                                                  server_pids=(upstream.pid,), standalone_pid=ours.pid)
-                warm_pool(state / "kubeconfig", pool_size, create=False)
-                report["upstream_server_only"] = drive(
-                    f"127.0.0.1:{upstream_port}", args.creates, args.concurrency, raw_worker,
-                    server_pids=(upstream.pid,), standalone_pid=ours.pid)
-                native_loads("upstream", upstream_port, (upstream.pid,))
+                loads("upstream", upstream_port, (upstream.pid,))
             except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
                 tail = (work / "upstream.log").read_text(errors="replace")[-600:]
                 report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
