@@ -57,6 +57,10 @@ pub struct PoolActor {
     /// until the next one, and recomputed when it runs short (taking a pod re-checks it
     /// against the cache).
     spare: Option<Vec<String>>,
+    /// The spare list was recomputed since the last turn started: a reservation that still
+    /// finds too few pods does not plan the whole pool again (the pool is short, and the next
+    /// turn, woken by whatever changes that, computes a new list).
+    spare_recomputed: bool,
     /// How long the last turn took to plan: the gap before the next turn grows with it.
     last_plan: std::time::Duration,
     running: bool,
@@ -82,6 +86,7 @@ impl PoolActor {
             written_ledgers: HashMap::new(),
             reserved: HashMap::new(),
             spare: None,
+            spare_recomputed: false,
             last_plan: std::time::Duration::ZERO,
             running: false,
             again: false,
@@ -572,6 +577,7 @@ impl PoolActor {
             self.deleted.insert(name.clone(), now);
         }
         self.spare = Some(std::mem::take(&mut work.spare));
+        self.spare_recomputed = false;
         self.running = true;
         let actor_ctx = self.ctx.clone();
         let started = Instant::now();
@@ -1094,6 +1100,17 @@ impl Handler<Stop> for PoolActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_turn_gap_grows_with_planning_time_within_bounds() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(turn_gap(ms(5), ms(0)), ms(5));
+        assert_eq!(turn_gap(ms(5), ms(1)), ms(5));
+        assert_eq!(turn_gap(ms(5), ms(3)), ms(12));
+        assert_eq!(turn_gap(ms(5), ms(500)), ms(100));
+        // No gap configured (tests that want every wake-up to run a turn): none at all.
+        assert_eq!(turn_gap(ms(0), ms(50)), ms(0));
+    }
 
     #[test]
     fn a_frozen_pod_is_drained_like_an_evicted_one() {

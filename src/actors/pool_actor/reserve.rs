@@ -107,18 +107,19 @@ impl PoolActor {
         if n == 0 {
             return None;
         }
-        let fresh = self.spare.is_none();
-        if fresh {
+        if self.spare.is_none() {
             self.spare = Some(self.prepare()?.spare);
+            self.spare_recomputed = true;
         }
         if let Some(taken) = self.take_from_spare(n) {
             return Some(taken);
         }
-        if fresh {
+        if self.spare_recomputed {
             return None;
         }
-        // Pods that became Ready since the list was computed may make up the difference.
+        // Pods that became Ready since the turn computed the list may make up the difference.
         self.spare = Some(self.prepare()?.spare);
+        self.spare_recomputed = true;
         self.take_from_spare(n)
     }
 
