@@ -145,20 +145,26 @@ fn allocate_ip(preferred: Option<Ipv4Addr>, ports: [u16; 2]) -> Option<Ipv4Addr>
 /// listening copy keeps the port taken until that exec; a bound-only copy does not stop the
 /// executor's bind, while a real listener still fails this one.
 fn port_is_free(ip: Ipv4Addr, port: u16) -> bool {
+    bound_probe(ip, port).is_some()
+}
+
+/// A TCP socket bound to `ip:port` and not listening, or None when the bind fails.
+fn bound_probe(ip: Ipv4Addr, port: u16) -> Option<std::os::fd::OwnedFd> {
     use nix::sys::socket::{
         AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
     };
     use std::os::fd::AsRawFd;
-    let Ok(fd) = socket(
+    let fd = socket(
         AddressFamily::Inet,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
-    ) else {
-        return false;
-    };
+    )
+    .ok()?;
     let addr = SockaddrIn::from(std::net::SocketAddrV4::new(ip, port));
-    setsockopt(&fd, sockopt::ReuseAddr, &true).is_ok() && bind(fd.as_raw_fd(), &addr).is_ok()
+    setsockopt(&fd, sockopt::ReuseAddr, &true).ok()?;
+    bind(fd.as_raw_fd(), &addr).ok()?;
+    Some(fd)
 }
 
 fn release_ip(ip: Ipv4Addr) {
@@ -418,17 +424,7 @@ mod tests {
         drop(listener);
         assert!(port_is_free(ip, port));
         // What a pod process cloned mid-probe would keep: a bound, not listening socket.
-        let leaked = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Stream,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
-        nix::sys::socket::setsockopt(&leaked, nix::sys::socket::sockopt::ReuseAddr, &true).unwrap();
-        let addr = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(ip, port));
-        use std::os::fd::AsRawFd;
-        nix::sys::socket::bind(leaked.as_raw_fd(), &addr).unwrap();
+        let _leaked = bound_probe(ip, port).unwrap();
         assert!(
             std::net::TcpListener::bind((ip, port)).is_ok(),
             "the executor's bind succeeds next to a leaked probe"
