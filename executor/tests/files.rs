@@ -5,24 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// One multipart part: (name, filename, content-type, bytes).
-type Part<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
-
-/// Builds a multipart body.
-fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
-    let boundary = "opensandbox_0123456789abcdef_1700000000";
-    let mut body = Vec::new();
-    for (name, filename, ct, data) in parts {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn meta(path: &str, mode: u32) -> Vec<u8> {
     serde_json::to_vec(&json!({"path": path, "owner": null, "group": null, "mode": mode})).unwrap()
 }

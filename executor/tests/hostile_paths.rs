@@ -17,15 +17,20 @@ fn code(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-fn multipart(path: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "hostile0123456789";
+/// Uploads `data` to `path` (one metadata part, one file part).
+async fn upload(ex: &Executor, path: &str, data: &[u8]) -> (u16, Vec<u8>) {
     let meta = json!({"path": path}).to_string();
-    let mut body = Vec::new();
-    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"metadata\"\r\nContent-Type: application/json\r\n\r\n{meta}\r\n").as_bytes());
-    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    let (ct, body) = multipart(&[
+        ("metadata", "metadata", "application/json", meta.as_bytes()),
+        ("file", "f", "application/octet-stream", data),
+    ]);
+    let mut resp = client()
+        .post(ex.url("/files/upload"))
+        .insert_header(("content-type", ct))
+        .send_body(body)
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.body().await.unwrap().to_vec())
 }
 
 #[actix_rt::test]
@@ -80,15 +85,7 @@ async fn files_api_stays_inside_the_sandbox_root() {
         expect(format!("list {p}"), st, &b, false);
         let (st, b, _) = get(&ex.url(&format!("/files/search?path={}&pattern=*", enc(p)))).await;
         expect(format!("search {p}"), st, &b, false);
-        let (ct, body) = multipart(p, b"overwritten");
-        let mut resp = client()
-            .post(ex.url("/files/upload"))
-            .insert_header(("content-type", ct))
-            .send_body(body)
-            .await
-            .unwrap();
-        let st = resp.status().as_u16();
-        let b = resp.body().await.unwrap();
+        let (st, b) = upload(&ex, p, b"overwritten").await;
         expect(format!("upload {p}"), st, &b, false);
         let (st, b) = delete(&ex.url(&format!("/files?path={}", enc(p)))).await;
         expect(format!("delete {p}"), st, &b, false);
@@ -121,15 +118,7 @@ async fn files_api_stays_inside_the_sandbox_root() {
     )))
     .await;
     expect("download own file".into(), st, &b, true);
-    let (ct, body) = multipart(&format!("{r}/sub/new.txt"), b"fresh");
-    let mut resp = client()
-        .post(ex.url("/files/upload"))
-        .insert_header(("content-type", ct))
-        .send_body(body)
-        .await
-        .unwrap();
-    let st = resp.status().as_u16();
-    let b = resp.body().await.unwrap();
+    let (st, b) = upload(&ex, &format!("{r}/sub/new.txt"), b"fresh").await;
     expect("upload own file".into(), st, &b, true);
     let (st, b, _) = get(&ex.url(&format!("/directories/list?path={}", enc(&r)))).await;
     expect("list own dir".into(), st, &b, true);

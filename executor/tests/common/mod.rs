@@ -205,3 +205,21 @@ pub fn assert_error(status: u16, bytes: &[u8], want_status: u16, want_code: &str
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// One multipart part: (name, filename, content-type, bytes).
+pub type Part<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
+
+/// Builds a multipart body.
+pub fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
+    let boundary = "opensandbox_0123456789abcdef_1700000000";
+    let mut body = Vec::new();
+    for (name, filename, ct, data) in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
