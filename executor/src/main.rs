@@ -171,8 +171,10 @@ fn main() -> anyhow::Result<()> {
         return install(std::path::Path::new(dest));
     }
     let args = Args::parse_from(normalize_args());
-    if supervisor::should_run_init(args.no_init) {
-        let code = supervisor::run_init().context("running as init")?;
+    if supervisor::should_run_init(args.no_init)
+        && let supervisor::Role::InitDone(code) =
+            supervisor::fork_init().context("running as init")?
+    {
         std::process::exit(code);
     }
     init_logging(args.log_level);

@@ -1,7 +1,7 @@
 //! PID 1 duties and the bootstrap role.
 //!
-//! As PID 1 the executor forks itself: the parent only reaps every zombie and forwards
-//! signals to the child, which runs the real executor. This keeps the reaper from stealing
+//! As PID 1 the executor forks itself (no second exec): the parent only reaps every zombie
+//! and forwards signals to the child, which runs the real executor. This keeps the reaper from stealing
 //! exit statuses of commands the executor itself waits for.
 
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -24,31 +24,48 @@ pub fn should_run_init(disabled: bool) -> bool {
     !disabled && nix::unistd::getpid().as_raw() == 1 && std::env::var_os(CHILD_ENV).is_none()
 }
 
-/// Runs as init: spawns the executor as a child and returns its exit code once it ends.
-pub fn run_init() -> std::io::Result<i32> {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-    let child = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(CHILD_ENV, "1")
-        .spawn()?;
-    let main = Pid::from_raw(child.id() as i32);
+/// What [`fork_init`] made of this process.
+pub enum Role {
+    /// The child: go on and run the executor.
+    Executor,
+    /// The init: the executor child ended with this exit code.
+    InitDone(i32),
+}
+
+/// Runs as init: forks the executor (no second exec: the child simply returns and goes on
+/// with `main`), then reaps every zombie and forwards signals until that child ends.
+/// Must be called while the process has a single thread.
+pub fn fork_init() -> std::io::Result<Role> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
         set.add(s);
     }
-    set.thread_block().map_err(std::io::Error::from)?;
-    loop {
-        // Reap before waiting so a SIGCHLD that arrived before blocking is not missed.
-        if let Some(code) = reap_all(main) {
-            return Ok(code);
+    // Blocked before the fork so a signal sent to the init in between is forwarded, not lost
+    // (an init without a handler never sees it); the child restores the mask it had.
+    let previous = set.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
+    // SAFETY: the process is single-threaded here (the caller's contract), so the child gets a
+    // consistent copy of every lock and allocator.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            previous.thread_set_mask()?;
+            // SAFETY: still single-threaded; the variable only marks the executor's own
+            // environment as "not the init" for anything it starts.
+            unsafe { std::env::set_var(CHILD_ENV, "1") };
+            Ok(Role::Executor)
         }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => {}
-            Ok(sig) => {
-                let _ = kill(main, sig);
+        nix::unistd::ForkResult::Parent { child } => loop {
+            // Reap before waiting so a SIGCHLD that arrived before blocking is not missed.
+            if let Some(code) = reap_all(child) {
+                return Ok(Role::InitDone(code));
             }
-        }
+            match set.wait() {
+                Ok(Signal::SIGCHLD) | Err(_) => {}
+                Ok(sig) => {
+                    let _ = kill(child, sig);
+                }
+            }
+        },
     }
 }
 
