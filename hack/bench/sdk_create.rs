@@ -7,11 +7,14 @@
 //!
 //! With `--target http://HOST:PORT` it starts nothing and drives that server instead (see
 //! external.rs): `--api-key KEY --pool NAME --concurrency 16 --creates 256 [--wait-running]`.
+//! With `--null-server ADDR` it serves a lifecycle API that does nothing (see null_server.rs).
 
 #[path = "common.rs"]
 mod common;
 #[path = "external.rs"]
 mod external;
+#[path = "null_server.rs"]
+mod null_server;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -84,6 +87,12 @@ fn main() -> anyhow::Result<()> {
     opensandbox::allocator::tune();
     if let Some(target) = common::arg_str("--target") {
         return drive_external(target);
+    }
+    if let Some(addr) = common::arg_str("--null-server") {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(null_server::serve(addr.parse()?));
     }
     let per_level = common::arg("--per-level", 320);
     let write_latency_ms = common::arg("--write-latency-ms", 0) as u64;

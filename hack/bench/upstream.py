@@ -17,6 +17,11 @@ A third, `*_native`, is the same POST from the native load generator (`bench-sdk
 --target`, one Rust process, 16 keep-alive connections), so the client costs next to nothing and
 the figure is the server's capacity; `*_native_running` also polls GET until the sandbox is
 Running. The native runs delete what they created after the clock stops.
+Last, `null_server`: the same SDK load against a lifecycle server that does nothing
+(`bench-sdk-create --null-server`, answers from memory, no sandboxes or pods). Its creates/s is
+what this load can reach on this machine whatever the server, so `null_server / upstream` is the
+ceiling of the ours/upstream ratio here. Every SDK load also reports the client processes' own
+CPU per create.
 Prints one JSON object; a server that cannot be driven gets null figures and an `error`.
 """
 
@@ -63,6 +68,11 @@ def provide_bootstrap() -> tuple[bool, str | None]:
         return True, None
     except OSError as e:
         return False, f"cannot provide {BOOTSTRAP} ({e}): upstream-created sandboxes' entrypoint tasks fail"
+
+
+# Time the client processes get to set up (SDK connection, one untimed create) before the clock
+# starts; a process that needs longer starts late and is counted in `late_starts`.
+SETUP_SECONDS = 3.0
 
 
 def free_port() -> int:
@@ -180,59 +190,98 @@ def sdk_config(domain: str) -> ConnectionConfigSync:
     return ConnectionConfigSync(**settings, transport=ConnectionConfigSync(**settings).new_owned_transport())
 
 
-def worker(domain: str, creates: int) -> list[float]:
-    """One client process: its own SDK connection, `creates` creates one after another."""
+def timed_creates(create, creates: int, go: float | None) -> dict:
+    """Runs `create` once untimed (this process's first-use costs: connection, lazy imports), waits
+    until the monotonic time `go` so every client process starts together, then `creates` times:
+    their latencies, this process's CPU time and the window they took."""
+    create()
+    if go is not None:
+        time.sleep(max(0.0, go - time.monotonic()))
+    cpu = time.process_time()
+    start = time.monotonic()
+    times = [create() for _ in range(creates)]
+    return {"times": times, "cpu_s": time.process_time() - cpu, "start": start, "end": time.monotonic()}
+
+
+def worker(domain: str, creates: int, go: float | None = None) -> dict:
+    """One client process: its own SDK connection, `creates` SDK creates (each then killed) one
+    after another."""
     config = sdk_config(domain)
-    return [one_create(config) for _ in range(creates)]
+    return timed_creates(lambda: one_create(config), creates, go)
 
 
-def raw_worker(domain: str, creates: int) -> list[float]:
+def raw_worker(domain: str, creates: int, go: float | None = None) -> dict:
     """One client process: POST /v1/sandboxes (the server's own create, no SDK polling) on a
     kept-alive connection, then DELETE; `creates` times."""
     body = {"image": {"uri": "host"}, "timeout": 600, "resourceLimits": {"cpu": "1", "memory": "2Gi"},
             "entrypoint": ["tail", "-f", "/dev/null"], "extensions": {"poolRef": POOL}}
-    times = []
     with httpx.Client(base_url=f"http://{domain}/v1", headers={"OPEN-SANDBOX-API-KEY": API_KEY}, timeout=60) as c:
-        for _ in range(creates):
+        def create() -> float:
             start = time.perf_counter()
             r = c.post("/sandboxes", json=body)
-            times.append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
             if r.status_code not in (200, 201, 202):
                 raise RuntimeError(f"POST /v1/sandboxes answered {r.status_code}: {r.text[:300]}")
             c.delete(f"/sandboxes/{r.json()['id']}")
-    return times
+            return elapsed
+
+        return timed_creates(create, creates, go)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time of a process so far, or (`children`) of its children it has reaped."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 13 if children else 11
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent on anything but idling, so far."""
+    ticks = [int(x) for x in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def drive(domain: str, creates: int, concurrency: int, work=worker, server_pids: tuple[int, ...] = (),
           standalone_pid: int | None = None) -> dict:
-    """`creates` SDK creates from `concurrency` client processes (so the client's GIL is not
-    the bottleneck); latency of each create and the overall rate."""
+    """`creates` creates from `concurrency` client processes (so the client's GIL is not the
+    bottleneck); latency of each create and the rate over the window from the first timed create
+    to the last. Each process makes one untimed create first and all start together, so the rate
+    is the load's steady state, without the client processes' own start-up."""
     work(domain, 1)  # warm-up: first-use paths on the server
     per_worker = max(1, creates // concurrency)
     with concurrent.futures.ProcessPoolExecutor(concurrency) as pool:
-        # Start the processes (imports) before the clock starts.
-        list(pool.map(time.sleep, [0.5] * concurrency))
+        list(pool.map(time.sleep, [0.2] * concurrency))  # the processes exist (imports done)
+        go = time.monotonic() + SETUP_SECONDS
+        futures = [pool.submit(work, domain, per_worker, go) for _ in range(concurrency)]
+        time.sleep(max(0.0, go - time.monotonic()))
         cpu0 = {p: cpu_seconds(p) for p in (*server_pids, standalone_pid) if p}
-        start = time.perf_counter()
-        times = [t for ts in pool.map(work, [domain] * concurrency, [per_worker] * concurrency) for t in ts]
-        wall = time.perf_counter() - start
+        pods0 = cpu_seconds(standalone_pid, children=True) if standalone_pid else 0.0
+        machine0 = machine_busy_seconds()
+        results = [f.result() for f in futures]
+        machine = machine_busy_seconds() - machine0
+        pods = cpu_seconds(standalone_pid, children=True) - pods0 if standalone_pid else None
         cpu = {p: cpu_seconds(p) - c for p, c in cpu0.items()}
+    times = [t for r in results for t in r["times"]]
+    window = max(r["end"] for r in results) - min(r["start"] for r in results)
     return {
         # CPU of the process answering the SDK API, per create (for ours that process also runs
         # the API server, the manager and the node agent; for upstream it is the Python server alone).
         "server_cpu_ms_per_create": sum(cpu[p] for p in server_pids) * 1000 / len(times) if server_pids else None,
         "standalone_cpu_ms_per_create": cpu[standalone_pid] * 1000 / len(times) if standalone_pid else None,
+        "client_cpu_ms_per_create": sum(r["cpu_s"] for r in results) * 1000 / len(times),
+        # Pod processes (executors, entrypoints) the node agent reaped during the load: the pods
+        # the creates' kills deleted.
+        "reaped_pod_cpu_ms_per_create": pods * 1000 / len(times) if pods is not None else None,
+        # Every core's busy time: clients, servers, pods, kernel, anything else running.
+        "machine_cpu_ms_per_create": machine * 1000 / len(times),
+        "cpu_cores_busy": machine / window,
+        "late_starts": sum(r["start"] > go + 0.05 for r in results),
         "creates": len(times),
         "concurrency": concurrency,
         "p50_ms": percentile(times, 0.5) * 1000,
         "p99_ms": percentile(times, 0.99) * 1000,
-        "creates_per_s": len(times) / wall,
+        "creates_per_s": len(times) / window,
         "error": None,
     }
 
@@ -259,6 +308,21 @@ def native(exe: pathlib.Path, domain: str, creates: int, concurrency: int, wait_
     result["error"] = (f"{result['errors']} of {result['attempted']} creates failed, first: {result['first_error']}"
                        if result["errors"] else None)
     return result
+
+
+def null_server_load(exe: pathlib.Path, creates: int, concurrency: int) -> dict:
+    """The SDK load against a server that answers from memory: the most creates/s that load
+    reaches on this machine, whatever the server does."""
+    port = free_port()
+    server = subprocess.Popen([str(exe / NATIVE), "--null-server", f"127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", 30, server)
+        return drive(f"127.0.0.1:{port}", creates, concurrency, worker, server_pids=(server.pid,))
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+        return failed(f"null server: {type(e).__name__}: {e}")
+    finally:
+        stop(server)
 
 
 def ratio(report: dict, ours: str, upstream: str) -> float | None:
@@ -351,6 +415,7 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
                 tail = (work / "upstream.log").read_text(errors="replace")[-600:]
                 report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
+        report["null_server"] = null_server_load(exe, args.creates, args.concurrency)
     finally:
         stop(upstream)
         stop(ours)
@@ -364,6 +429,7 @@ def main() -> None:
     report["server_only_creates_ratio"] = ratio(report, "ours_server_only", "upstream_server_only")
     report["ours_vs_upstream_native_creates_ratio"] = ratio(report, "ours_native", "upstream_native")
     report["native_running_creates_ratio"] = ratio(report, "ours_native_running", "upstream_native_running")
+    report["sdk_load_ceiling_ratio"] = ratio(report, "null_server", "upstream")
     print(json.dumps(report, indent=2))
 
 

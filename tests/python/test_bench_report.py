@@ -41,6 +41,9 @@ def complete_scenarios() -> dict:
         "upstream": {"ours": {"creates_per_s": 40.0, "p50_ms": 50.0}, "upstream": {"creates_per_s": 4.0, "p50_ms": 900.0,
                                                                                   "error": None},
                      "ours_vs_upstream_creates_ratio": 10.0,
+                     "null_server": {"creates": 64, "creates_per_s": 60.0, "p50_ms": 30.0, "client_cpu_ms_per_create": 25.0,
+                                     "error": None},
+                     "sdk_load_ceiling_ratio": 15.0,
                      "ours_native": {"creates": 128, "creates_per_s": 600.0, "p50_ms": 20.0, "p99_ms": 45.0, "error": None},
                      "upstream_native": {"creates": 128, "creates_per_s": 40.0, "p50_ms": 380.0, "p99_ms": 700.0,
                                          "error": None},
@@ -62,6 +65,7 @@ def test_every_required_key_is_a_number_when_every_scenario_ran():
     assert latest["sdk_create_p50_ms_c16"] == 9.0
     assert latest["writes_per_batch_1000"] == 3
     assert latest["ours_vs_upstream_creates_ratio"] == 10.0
+    assert (latest["sdk_load_ceiling_creates_per_s"], latest["sdk_load_ceiling_ratio"]) == (60.0, 15.0)
     assert latest["ours_native_creates_per_s"] == 600.0
     assert latest["upstream_native_creates_per_s"] == 40.0
     assert latest["ours_vs_upstream_native_creates_ratio"] == 15.0
@@ -115,6 +119,19 @@ def test_sdk_and_native_ratios_are_separate_targets():
     assert "bounded by the Python SDK clients" in md
 
 
+def test_the_sdk_load_ceiling_is_reported_next_to_the_ratio_it_bounds():
+    scenarios = complete_scenarios()
+    scenarios["upstream"]["ours_vs_upstream_creates_ratio"] = 2.0
+    scenarios["upstream"]["sdk_load_ceiling_ratio"] = 2.5
+    md = report.markdown(report.summarize(scenarios, {}, MACHINE, {}))
+    assert "| null server (answers from memory) | 64 | 30.0 |" in md
+    assert "| ceiling: null server / upstream | | | | 2.50 |" in md
+    assert "(60.0 creates/s, 2.50x upstream)" in md
+    scenarios["upstream"]["null_server"] = {"creates": 0, "creates_per_s": None, "error": "null server: exited"}
+    latest = report.summarize(scenarios, {}, MACHINE, {})
+    assert any("null server: exited" in n for n in latest["notes"])
+
+
 def test_a_native_run_with_errors_is_noted():
     scenarios = complete_scenarios()
     scenarios["upstream"]["upstream_native"]["error"] = "3 of 128 creates failed, first: POST answered 500"
@@ -143,3 +160,22 @@ def test_a_partial_run_keeps_the_previous_figures_of_what_it_did_not_run():
     assert origins == {"sdk_0ms": "2026-11-01T00:00:00+00:00 (commit abc123)"}
     assert report.carry_over({}, {"sdk_0ms": report.NOT_RUN}, None) == {}
     assert report.carried_over_note({}) is None
+
+
+def test_a_strict_run_fails_on_missing_figures_and_our_errors_never_on_missed_targets():
+    latest = report.summarize(complete_scenarios(), {}, MACHINE, {"profile": "quick"})
+    assert report.incomplete(latest) == []
+    assert "`quick` build profile" in report.markdown(latest)
+    slow = complete_scenarios()
+    slow["sdk_0ms"] = sdk_run(40.0)
+    slow["upstream"]["upstream_native"]["error"] = "upstream answered 500"
+    assert report.incomplete(report.summarize(slow, {}, MACHINE, {})) == []
+    broken = complete_scenarios()
+    del broken["memory_10000"]
+    broken["upstream"]["ours_native"]["error"] = "2 of 128 creates failed"
+    latest = report.summarize(broken, {"memory_10000": "exit 1"}, MACHINE, {})
+    latest["notes"].append("plots failed: no display")
+    problems = report.incomplete(latest)
+    assert "rss_mb_10k is null" in problems
+    assert "side by side, ours_native: 2 of 128 creates failed" in problems
+    assert "plots failed: no display" in problems
