@@ -34,7 +34,7 @@ def free_port() -> int:
 def binary(name: str, profile: str) -> str:
     path = REPO / "target" / profile / name
     if not path.exists():
-        sys.exit(f"{path} is missing: cargo build --{profile} --workspace --bins")
+        sys.exit(f"{path} is missing: cargo build --profile {profile} --workspace --bins")
     return str(path)
 
 
