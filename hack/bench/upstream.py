@@ -415,7 +415,6 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
                 tail = (work / "upstream.log").read_text(errors="replace")[-600:]
                 report["upstream"] = failed(f"{type(e).__name__}: {e}; server log tail: {tail}")
-        report["null_server"] = null_server_load(exe, args.creates, args.concurrency)
     finally:
         stop(upstream)
         stop(ours)
@@ -423,6 +422,9 @@ def main() -> None:
             BOOTSTRAP.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 BOOTSTRAP.parent.rmdir()
+    # With both servers and their pods gone: nothing else competes for the cores, as nothing did
+    # during the other loads (each started from a full, quiet pool).
+    report["null_server"] = null_server_load(exe, args.creates, args.concurrency)
     report["bootstrap"] = bootstrap_error or f"{BOOTSTRAP} provided for upstream's entrypoint tasks"
     report["ours_vs_upstream_creates_ratio"] = ratio(report, "ours", "upstream")
     report["serial_creates_ratio"] = ratio(report, "ours_serial", "upstream_serial")
