@@ -145,12 +145,25 @@ where
     }
 }
 
-/// A loopback address nothing listens on yet.
+/// A loopback address nothing listens on yet, for a server to bind next. Taken below the
+/// kernel's ephemeral range (32768 and up), which `:0` binds and the tests' own outgoing
+/// connections draw from: a port from there can be taken again before the server binds it.
+/// Each test process walks its own slice (by pid), so concurrent tests never share one.
 pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const SLICE: u16 = 200;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 60) as u16 * SLICE;
+    for _ in 0..SLICE {
+        let addr = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            base + NEXT.fetch_add(1, Ordering::Relaxed) % SLICE,
+        ));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{base}..{}", base + SLICE)
 }
 
 /// One HTTP/1.1 call with a JSON body; returns the status, the headers and the JSON answer

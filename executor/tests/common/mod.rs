@@ -7,12 +7,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A loopback port nothing listens on, for an executor to bind next. Taken below the kernel's
+/// ephemeral range (32768 and up): a port the kernel hands out for `:0` can be handed out again,
+/// or taken by one of the tests' own outgoing connections, before the executor binds it. Each
+/// test process walks its own slice (by pid), so concurrent tests never pick the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const SLICE: u16 = 200;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 60) as u16 * SLICE;
+    for _ in 0..SLICE {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % SLICE;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{base}..{}", base + SLICE)
 }
 
 pub struct Executor {
