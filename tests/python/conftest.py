@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def executor_bin() -> str:

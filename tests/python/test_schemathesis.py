@@ -10,12 +10,13 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
 import httpx
 import pytest
+
+from ports import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = pathlib.Path(__file__).parent / ".venv" / "bin"
@@ -30,12 +31,6 @@ def _bin(env: str, name: str) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rss_kib(pid: int) -> int:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -47,7 +42,7 @@ def _rss_kib(pid: int) -> int:
 def standalone():
     state = REPO / "target" / "e2e-schemathesis"
     shutil.rmtree(state, ignore_errors=True)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
     log = open(state.parent / "e2e-schemathesis.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(

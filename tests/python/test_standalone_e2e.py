@@ -5,13 +5,14 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from datetime import timedelta
 
 import httpx
 import pytest
+
+from ports import free_port
 from opensandbox.config.connection_sync import ConnectionConfigSync
 from opensandbox.models.execd import RunCommandOpts
 from opensandbox.models.filesystem import WriteEntry
@@ -33,17 +34,11 @@ def _bin(env: str, name: str) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def standalone():
     state = REPO / "target" / "e2e-standalone"
     shutil.rmtree(state, ignore_errors=True)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OPENSANDBOX_EXECUTOR_BIN=_bin("OPENSANDBOX_EXECUTOR_BIN", "opensandbox-executor"))
     proc = subprocess.Popen(
         [_bin("OPENSANDBOX_BIN", "opensandbox"), "standalone", "--state-dir", str(state),
@@ -281,7 +276,7 @@ def _stop(proc: subprocess.Popen):
 def test_restart_keeps_pools_and_sandboxes_and_converges():
     state = REPO / "target" / "e2e-restart"
     shutil.rmtree(state, ignore_errors=True)
-    port = _free_port()
+    port = free_port()
     sa = {"port": port, "base": f"http://127.0.0.1:{port}", "state": state, "kubeconfig": state / "kubeconfig"}
     proc = _start(state, port)
     try:
