@@ -170,11 +170,8 @@ def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, 
             notes.append(f"{key} is null: {why}")
         latest[key] = value
         measured_where[key] = where
-    for run in ("upstream", "ours_native", "upstream_native", "ours_native_running", "upstream_native_running",
-                "null_server"):
-        error = dig(scenarios.get("upstream"), run, "error")
-        if error:
-            notes.append(f"side by side, {run.replace('_', ' ')}: {error}")
+    for run, error in side_by_side_errors(scenarios.get("upstream")):
+        notes.append(f"side by side, {run.replace('_', ' ')}: {error}")
     for name, why in errors.items():
         notes.append(f"scenario {name} failed: {why}")
     latest["targets"] = [target_row(latest, *t) for t in TARGETS]
@@ -184,8 +181,17 @@ def summarize(scenarios: dict[str, Any], errors: dict[str, str], machine: dict, 
     return latest
 
 
-# Our own side-by-side runs: an error in one of them is ours to fix (upstream's are only noted).
-OWN_SIDE_BY_SIDE_RUNS = ("ours", "ours_serial", "ours_server_only", "ours_native", "ours_native_running", "null_server")
+def side_by_side_errors(upstream: Any) -> list[tuple[str, str]]:
+    """(run, error) of every load of the side-by-side scenario that reported one."""
+    if not isinstance(upstream, dict):
+        return []
+    return [(run, r["error"]) for run, r in upstream.items() if isinstance(r, dict) and r.get("error")]
+
+
+def is_own_run(run: str) -> bool:
+    """A load against our server or the null server: its error is ours to fix (upstream's are
+    only noted)."""
+    return run.startswith("ours") or run == "null_server"
 
 
 def incomplete(latest: dict) -> list[str]:
@@ -194,10 +200,7 @@ def incomplete(latest: dict) -> list[str]:
     listed: a figure that misses its target is still a measurement."""
     problems = [f"{key} is null" for key in REQUIRED_KEYS if latest.get(key) is None]
     upstream = (latest.get("scenarios") or {}).get("upstream")
-    for run in OWN_SIDE_BY_SIDE_RUNS:
-        error = dig(upstream, run, "error")
-        if error:
-            problems.append(f"side by side, {run}: {error}")
+    problems += [f"side by side, {run}: {error}" for run, error in side_by_side_errors(upstream) if is_own_run(run)]
     problems += [n for n in latest.get("notes", []) if n.startswith(("plots failed", "no plots", "metrics panels failed"))]
     return problems
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -34,14 +34,15 @@ pub enum PersistError {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Entry {
     group: String,
     plural: String,
     object: Value,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The state file; written by [`encode_snapshot`].
+#[derive(Deserialize)]
 struct Snapshot {
     resource_version: u64,
     objects: Vec<Entry>,
