@@ -8,6 +8,8 @@ pub mod fuzzing;
 pub mod paths;
 pub mod process;
 pub mod range;
+pub mod server;
+pub mod shutdown;
 pub mod stream;
 pub mod supervisor;
 pub mod tasks;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use opensandbox_executor::execd::{self, state::ExecdConfig};
-use opensandbox_executor::{supervisor, tasks};
+use opensandbox_executor::{server, shutdown, supervisor, tasks};
+
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// In-sandbox agent: execd-compatible API (commands, sessions, files, proxy) and task API.
 /// `opensandbox-executor [flags] -- <entrypoint...>` also starts and supervises the
@@ -65,6 +67,10 @@ struct Args {
     /// Do not serve the task API.
     #[arg(long, env = "TASK_EXECUTOR_DISABLED")]
     no_task_api: bool,
+    /// Threads serving both APIs (requests are asynchronous; blocking file work runs on
+    /// its own pool).
+    #[arg(long, env = "EXECUTOR_HTTP_WORKERS", default_value_t = 1)]
+    workers: usize,
     /// Do not act as init (zombie reaper) even when running as PID 1.
     #[arg(long)]
     no_init: bool,
@@ -179,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     }
     init_logging(args.log_level);
     let tmp_dir = std::env::temp_dir().join(format!("opensandbox-executor-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+    // Created on first use (see `AppState::scratch_dir`): most executors never need it.
     let cfg = ExecdConfig {
         access_token: Some(args.access_token.clone()).filter(|t| !t.is_empty()),
         envs_file: envs_file(&tmp_dir),
@@ -194,62 +200,77 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args, cfg: ExecdConfig) -> anyhow::Result<i32> {
+    let mut requests = shutdown::Requests::listen().context("listening for SIGTERM")?;
     let envs_path = cfg.envs_file.clone();
     let listener = TcpListener::bind((args.bind_host.as_str(), args.port))
         .with_context(|| format!("binding {}:{}", args.bind_host, args.port))?;
-    let state = execd::state::AppState::new(cfg);
-    let execd_server = execd::server(state, listener)?;
-    let execd_handle = execd_server.handle();
-    actix_rt::spawn(execd_server);
-    tracing::info!(port = args.port, "execd API listening");
-
-    let mut task_handle = None;
-    if !args.no_task_api {
-        match start_tasks(&args) {
-            Ok(h) => task_handle = Some(h),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "task API disabled"),
+    let tasks = if args.no_task_api {
+        None
+    } else {
+        match open_tasks(&args) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "task API disabled");
+                None
+            }
         }
+    };
+    if let Some((manager, _)) = &tasks {
+        reconcile_tasks(manager.clone());
+    }
+    let serving_tasks = tasks.is_some();
+    let state = execd::state::AppState::new(cfg);
+    let apis = server::Apis {
+        execd: (state, listener),
+        tasks,
+    };
+    let server = server::serve(apis, args.workers).context("starting the HTTP server")?;
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    tracing::info!(port = args.port, "execd API listening");
+    if serving_tasks {
+        tracing::info!(addr = %args.task_listen_addr, "task API listening");
     }
 
-    let code = supervise(&args.entrypoint, &envs_path).await?;
-    execd_handle.stop(false).await;
-    if let Some(h) = task_handle {
-        h.stop(true).await;
-    }
+    let code = supervise(&args.entrypoint, &envs_path, &mut requests).await?;
+    handle.stop(false).await;
     Ok(code)
 }
 
-fn start_tasks(args: &Args) -> anyhow::Result<actix_web::dev::ServerHandle> {
+fn open_tasks(args: &Args) -> anyhow::Result<(Arc<tasks::manager::Manager>, TcpListener)> {
     let manager = Arc::new(
         tasks::manager::Manager::open(&args.task_data_dir, args.task_log_max_bytes)
             .with_context(|| format!("task data dir {}", args.task_data_dir.display()))?,
     );
     let listener = TcpListener::bind(&args.task_listen_addr)
         .with_context(|| format!("binding task API {}", args.task_listen_addr))?;
-    let server = tasks::api::server(manager.clone(), listener)?;
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    std::thread::spawn(move || {
-        loop {
-            manager.reconcile();
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    });
-    tracing::info!(addr = %args.task_listen_addr, "task API listening");
-    Ok(handle)
+    Ok((manager, listener))
 }
 
-/// Without an entrypoint: run until SIGTERM/SIGINT. With one: start it, forward SIGTERM,
-/// and exit with its status (0 after a forwarded SIGTERM, as bootstrap.sh does).
-async fn supervise(entrypoint: &[String], envs_path: &std::path::Path) -> anyhow::Result<i32> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let Some((prog, rest)) = entrypoint.split_first() else {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+/// Reconciles tasks every [`RECONCILE_EVERY`] while there are any (an executor without tasks
+/// stays asleep), on a blocking thread: a pass touches the tasks' files.
+fn reconcile_tasks(manager: Arc<tasks::manager::Manager>) {
+    actix_rt::spawn(async move {
+        loop {
+            manager.has_tasks().await;
+            actix_rt::time::sleep(RECONCILE_EVERY).await;
+            let m = manager.clone();
+            if let Err(e) = actix_web::web::block(move || m.reconcile()).await {
+                tracing::error!(error = %e, "task reconcile pass failed");
+            }
         }
+    });
+}
+
+/// Without an entrypoint: run until SIGTERM/SIGINT. With one: start it, forward SIGTERM or
+/// SIGINT, and exit with its status (0 after a forwarded signal, as bootstrap.sh does).
+async fn supervise(
+    entrypoint: &[String],
+    envs_path: &std::path::Path,
+    requests: &mut shutdown::Requests,
+) -> anyhow::Result<i32> {
+    let Some((prog, rest)) = entrypoint.split_first() else {
+        requests.next().await;
         return Ok(0);
     };
     let mut child = tokio::process::Command::new(prog)
@@ -265,16 +286,9 @@ async fn supervise(entrypoint: &[String], envs_path: &std::path::Path) -> anyhow
             use std::os::unix::process::ExitStatusExt;
             Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
         }
-        _ = term.recv() => {
+        signal = requests.next() => {
             if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            }
-            let _ = child.wait().await;
-            Ok(0)
-        }
-        _ = int.recv() => {
-            if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+                let _ = nix::sys::signal::kill(pid, signal);
             }
             let _ = child.wait().await;
             Ok(0)

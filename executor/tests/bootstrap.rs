@@ -58,6 +58,41 @@ fn sigterm_is_forwarded_to_the_entrypoint() {
 }
 
 #[test]
+fn a_sigterm_at_any_moment_of_the_start_stops_the_executor() {
+    // Pods are often deleted right after they start; a SIGTERM that arrives while the
+    // executor is still starting its server must stop it like any other.
+    for delay_us in (0..40u64).map(|i| i * 250) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opensandbox-executor"))
+            .arg(format!("--port={}", free_port()))
+            .arg("--task-listen-addr")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--task-data-dir")
+            .arg(dir.path().join("tasks"))
+            .args(["--", "sleep", "60"])
+            .env("EXECD_ENVS", dir.path().join("envs"))
+            .env("EXECD_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(delay_us));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let st = wait_exit(&mut child, Duration::from_secs(10));
+        if st.is_none() {
+            let _ = child.kill();
+        }
+        assert!(
+            st.is_some(),
+            "still running 10 s after a SIGTERM {delay_us} us into its start"
+        );
+    }
+}
+
+#[test]
 fn the_entrypoint_sees_execd_envs() {
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("env");

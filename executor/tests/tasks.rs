@@ -83,6 +83,63 @@ async fn set_and_get_tasks_run_a_process() {
 }
 
 #[actix_rt::test]
+async fn the_data_dir_is_created_with_the_first_task_and_must_be_writable() {
+    // Nothing is written at start: the data dir appears with the first task.
+    let ex = Executor::start();
+    let data = ex.dir.path().join("tasks");
+    assert!(
+        !data.exists(),
+        "an executor without tasks wrote its data dir"
+    );
+    let (status, _) = set_tasks(
+        &ex,
+        json!([{"name": "t-first", "process": {"command": ["true"]}}]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for(&ex, "t-first", terminated).await;
+    assert!(data.join("t-first/task.json").is_file());
+
+    // A data dir that cannot be created still disables the task API at start, with a reason.
+    let blocker = tempfile::tempdir().unwrap();
+    let file = blocker.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_opensandbox-executor"));
+    let port = free_port();
+    let task_port = free_port();
+    let out = cmd
+        .arg(format!("--port={port}"))
+        .arg("--task-listen-addr")
+        .arg(format!("127.0.0.1:{task_port}"))
+        .arg("--task-data-dir")
+        .arg(&file)
+        .env("EXECD_ENVS", blocker.path().join("envs"))
+        .env("EXECD_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(out.id() as i32);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < until, "executor did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", task_port)).is_err(),
+        "the task API must be off when its data dir is unusable"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = out.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("task API disabled") && log.contains("not a directory"),
+        "{log}"
+    );
+}
+
+#[actix_rt::test]
 async fn running_state_one_active_task_and_soft_delete() {
     let ex = Executor::start();
     set_tasks(

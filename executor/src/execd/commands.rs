@@ -401,10 +401,14 @@ pub fn start_background(state: &Shared, mut p: Prepared) -> mpsc::Receiver<Bytes
     let (tx, rx) = mpsc::channel(4);
     let mut sink = Sink::new(tx);
     let path = state.cfg.tmp_dir.join(format!("{}.output", p.id));
-    let spawned = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
+    let spawned = state
+        .scratch_dir()
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+        })
         .and_then(|f| Ok((f.try_clone()?, f)))
         .and_then(|(a, b)| {
             p.cmd.stdout(Stdio::from(a)).stderr(Stdio::from(b));

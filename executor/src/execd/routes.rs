@@ -331,8 +331,11 @@ async fn run_in_session(
         .sessions
         .get(&id)
         .ok_or_else(|| ApiError::runtime("error running in session. context not found"))?;
+    let scratch = state
+        .scratch_dir()
+        .map_err(|e| ApiError::runtime(format!("scratch directory: {e}")))?;
     let rx = session::start_run(
-        &state.cfg.tmp_dir,
+        scratch,
         session,
         RunRequest {
             command: req.command,

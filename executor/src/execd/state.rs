@@ -1,6 +1,7 @@
 //! Shared state of the execd API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::commands::CommandRegistry;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub commands: CommandRegistry,
     pub sessions: SessionRegistry,
     pub ptys: PtyRegistry,
+    scratch_created: AtomicBool,
 }
 
 pub type Shared = Arc<AppState>;
@@ -42,7 +44,18 @@ impl AppState {
             commands: CommandRegistry::default(),
             sessions: SessionRegistry::default(),
             ptys: PtyRegistry::default(),
+            scratch_created: AtomicBool::new(false),
         })
+    }
+
+    /// The scratch directory (`tmp_dir`: background command output, spooled uploads), created
+    /// on first use: an executor that never needs it writes nothing at start.
+    pub fn scratch_dir(&self) -> std::io::Result<&Path> {
+        if !self.scratch_created.load(Ordering::Acquire) {
+            std::fs::create_dir_all(&self.cfg.tmp_dir)?;
+            self.scratch_created.store(true, Ordering::Release);
+        }
+        Ok(&self.cfg.tmp_dir)
     }
 
     /// Resolves a caller path against the executor's env, home and cwd.

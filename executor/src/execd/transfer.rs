@@ -111,8 +111,8 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                     write_target(&target, &perm, stream).await?;
                 } else {
                     let tmp = state
-                        .cfg
-                        .tmp_dir
+                        .scratch_dir()
+                        .map_err(|e| ApiError::runtime(format!("scratch directory: {e}")))?
                         .join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
                     let sp = Spooled(tmp.clone());
                     copy_into(&tmp, stream).await?;

@@ -128,19 +128,3 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(method_not_allowed()),
     );
 }
-
-pub fn server(
-    manager: Arc<Manager>,
-    listener: std::net::TcpListener,
-) -> std::io::Result<actix_web::dev::Server> {
-    let data = web::Data::new(manager);
-    Ok(actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(data.clone())
-            .configure(configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?
-    .run())
-}

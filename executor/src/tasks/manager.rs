@@ -37,6 +37,20 @@ pub struct Manager {
     max_log: u64,
     entries: Mutex<BTreeMap<String, Entry>>,
     stopping: std::sync::Arc<Mutex<HashSet<String>>>,
+    /// Signalled when a task is created, so reconciling can sleep while there is none.
+    created: tokio::sync::Notify,
+}
+
+/// A directory new files can be created in (what the data dir or its nearest existing
+/// ancestor must be).
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use nix::unistd::{AccessFlags, access};
+    access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+        std::io::Error::new(
+            std::io::Error::from(e).kind(),
+            format!("{} is not writable: {e}", dir.display()),
+        )
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -55,20 +69,47 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Manager {
-    /// Opens (creating) the data dir and recovers persisted tasks.
+    /// Recovers the tasks persisted in the data dir. A data dir that does not exist yet is
+    /// created with the first task; until then it only has to be creatable (an executor
+    /// starts with every sandbox pod, so nothing is written at start).
     pub fn open(dir: &Path, max_log: u64) -> Result<Manager, TaskError> {
-        std::fs::create_dir_all(dir)?;
-        let probe = dir.join(".probe");
-        std::fs::write(&probe, b"")?;
-        let _ = std::fs::remove_file(&probe);
         let m = Manager {
             dir: dir.to_path_buf(),
             max_log,
             entries: Mutex::new(BTreeMap::new()),
             stopping: Default::default(),
+            created: tokio::sync::Notify::new(),
         };
-        m.recover()?;
+        match std::fs::metadata(dir) {
+            Ok(md) if md.is_dir() => {
+                writable(dir)?;
+                m.recover()?;
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", dir.display()),
+                )
+                .into());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let existing = dir.ancestors().skip(1).find(|a| a.exists());
+                writable(existing.unwrap_or(Path::new("/")))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(m)
+    }
+
+    /// Resolves once there is a task (at once if there is one already).
+    pub async fn has_tasks(&self) {
+        loop {
+            let notified = self.created.notified();
+            if !lock(&self.entries).is_empty() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn task_dir(&self, name: &str) -> Result<PathBuf, TaskError> {
@@ -246,6 +287,7 @@ impl Manager {
                 stopping: false,
             },
         );
+        self.created.notify_one();
         Ok(view)
     }
 
