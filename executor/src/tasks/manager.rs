@@ -53,6 +53,22 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     })
 }
 
+/// The directory a missing `dir` would be created in. A relative path's last ancestor is "",
+/// which stands for the working directory.
+fn nearest_existing_ancestor(dir: &Path) -> &Path {
+    dir.ancestors()
+        .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
@@ -93,8 +109,7 @@ impl Manager {
                 .into());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let existing = dir.ancestors().skip(1).find(|a| a.exists());
-                writable(existing.unwrap_or(Path::new("/")))?;
+                writable(nearest_existing_ancestor(dir))?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -376,5 +391,42 @@ impl Manager {
             entries.remove(&name);
             let _ = std::fs::remove_dir_all(self.dir.join(&name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_writes_nothing_and_checks_the_nearest_existing_ancestor() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("a/b/tasks");
+        let m = Manager::open(&data, 1024).unwrap();
+        assert!(
+            !root.path().join("a").exists(),
+            "open must not create the data dir"
+        );
+        assert!(m.list().is_empty());
+
+        let file = root.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = Manager::open(&file, 1024).err().unwrap().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_checked_where_it_would_be_created() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("a/b/tasks");
+        assert_eq!(nearest_existing_ancestor(&data), root.path());
+        assert_eq!(
+            nearest_existing_ancestor(Path::new("no-such-dir-here/tasks")),
+            Path::new(".")
+        );
+        assert_eq!(
+            nearest_existing_ancestor(Path::new("tasks")),
+            Path::new(".")
+        );
     }
 }
