@@ -22,6 +22,8 @@ use crate::tasks::{self, manager::Manager};
 const PAYLOAD_LIMIT: usize = 8 * 1024 * 1024;
 /// Clients trickling their headers (slow-loris) are cut off after this.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for the client to go (actix-web's server default).
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What to serve: the execd API always, the task API when it is enabled.
 pub struct Apis {
@@ -81,6 +83,7 @@ where
 {
     HttpService::build()
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .finish(map_config(app, |_| AppConfig::default()))
         .tcp()
