@@ -91,7 +91,7 @@ def quantile(q: float, before: dict, after: dict, name: str, **labels) -> float 
     return None
 
 
-def workload(base: str, sandboxes: int) -> None:
+def workload(base: str, sandboxes: int, settle: float) -> None:
     """Pooled creates in waves (beyond the idle buffer, so some wait for new pods), a few
     malformed requests, then deletes."""
     client = httpx.Client(base_url=base, timeout=120, headers={"OPEN-SANDBOX-API-KEY": API_KEY})
@@ -111,13 +111,15 @@ def workload(base: str, sandboxes: int) -> None:
             time.sleep(2)
         codes = list(pool.map(lambda i: client.delete(f"/v1/sandboxes/{i}").status_code, ids))
     print(f"created {len(ids)} sandboxes; deletes answered {sorted(set(codes))}")
-    time.sleep(15)  # the pool takes the pods back and refills its buffer
+    time.sleep(settle)  # the pool takes the pods back and refills its buffer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--sandboxes", type=int, default=24)
+    parser.add_argument("--settle-seconds", type=float, default=15.0,
+                        help="how long the panels keep recording after the deletes")
     parser.add_argument("--profile", default="release")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
@@ -148,7 +150,7 @@ def main() -> None:
         t = threading.Thread(target=scraper)
         t.start()
         time.sleep(3)  # the default pool warms up
-        workload(f"http://127.0.0.1:{port}", args.sandboxes)
+        workload(f"http://127.0.0.1:{port}", args.sandboxes, args.settle_seconds)
         done.set()
         t.join()
         (out / "metrics-last-scrape.txt").write_text(httpx.get(metrics_url, timeout=5).text)
