@@ -217,8 +217,8 @@ async fn run(args: Args, cfg: ExecdConfig) -> anyhow::Result<i32> {
     };
     if let Some((manager, _)) = &tasks {
         reconcile_tasks(manager.clone());
+        tracing::info!(addr = %args.task_listen_addr, "task API listening");
     }
-    let serving_tasks = tasks.is_some();
     let state = execd::state::AppState::new(cfg);
     let apis = server::Apis {
         execd: (state, listener),
@@ -228,9 +228,6 @@ async fn run(args: Args, cfg: ExecdConfig) -> anyhow::Result<i32> {
     let handle = server.handle();
     actix_rt::spawn(server);
     tracing::info!(port = args.port, "execd API listening");
-    if serving_tasks {
-        tracing::info!(addr = %args.task_listen_addr, "task API listening");
-    }
 
     let code = supervise(&args.entrypoint, &envs_path, &mut requests).await?;
     handle.stop(false).await;

@@ -456,3 +456,26 @@ async fn spawn_failures_after_init() {
     let (_, body, _) = get(&ex.url(&format!("/command/status/{id}"))).await;
     assert_eq!(json(&body)["exit_code"], 255);
 }
+
+#[actix_rt::test]
+async fn the_scratch_dir_is_created_only_when_a_background_command_needs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ex = Executor::start_with(Opts {
+        envs: vec![("TMPDIR", tmp.path().display().to_string())],
+        ..Default::default()
+    });
+    let scratch = tmp
+        .path()
+        .join(format!("opensandbox-executor-{}", ex.pid()));
+    assert!(!scratch.exists(), "an idle executor wrote its scratch dir");
+    let (status, _, _) = post_json(
+        &ex.url("/command"),
+        serde_json::json!({"command": "true", "background": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        scratch.is_dir(),
+        "a background command needs the scratch dir"
+    );
+}
