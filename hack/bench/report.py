@@ -23,6 +23,7 @@ REQUIRED_KEYS = [
     "ours_vs_upstream_creates_ratio",
     "sdk_load_ceiling_creates_per_s",
     "sdk_load_ceiling_ratio",
+    "sdk_load_5x_server_budget_ms",
     "ours_native_creates_per_s",
     "upstream_native_creates_per_s",
     "ours_vs_upstream_native_creates_ratio",
@@ -114,6 +115,10 @@ EXTRACTORS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "sdk_load_ceiling_ratio": ("upstream", lambda s: dig(s, "sdk_load_ceiling_ratio"),
                                "upstream.py: null-server creates/s divided by the upstream server's, same load: "
                                "the highest ours/upstream ratio that load can show here"),
+    "sdk_load_5x_server_budget_ms": ("upstream", lambda s: dig(s, "five_x_budget", "left_for_server_side_ms"),
+                                     "upstream.py: at 5x upstream's creates/s with every core busy, machine CPU "
+                                     "per create minus what our run's SDK clients and pods used: what the whole "
+                                     "server side may cost per create (negative: 5x is out of reach here)"),
     "ours_native_creates_per_s": ("upstream", lambda s: dig(s, "ours_native", "creates_per_s"),
                                   "upstream.py: bench-sdk-create --target (one Rust process, 16 keep-alive connections) "
                                   "POST /v1/sandboxes (pooled, SDK body) to our standalone SDK API, 2xx only"),
@@ -219,6 +224,19 @@ def fmt(value: Any, digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}"
+
+
+def five_x_budget_sentence(budget: dict | None, ours_server_ms: float | None) -> str:
+    if not budget:
+        return ""
+    left = budget["left_for_server_side_ms"]
+    verdict = ("so 5x is out of reach on this machine even for a server side that costs nothing"
+               if left <= 0 else f"ours used {fmt(ours_server_ms, 2)}")
+    return (f" 5x upstream is {fmt(budget['creates_per_s'])} creates/s: with all {budget['cores']} cores busy, "
+            f"{fmt(budget['machine_cpu_ms_per_create'], 2)} ms of machine CPU per create, of which our run's SDK "
+            f"clients used {fmt(budget['client_cpu_ms_per_create'], 2)} and its pods "
+            f"{fmt(budget['pod_cpu_ms_per_create'], 2)}, leaving {fmt(left, 2)} ms for the whole server side "
+            f"(SDK API, API server, manager, node agent), {verdict}.")
 
 
 def markdown(latest: dict) -> str:
@@ -330,7 +348,8 @@ def markdown(latest: dict) -> str:
                   "The null server answers from memory and starts no pods, so it shows what the clients alone "
                   f"allow here ({fmt(dig(up, 'null_server', 'creates_per_s'))} creates/s, "
                   f"{fmt(up.get('sdk_load_ceiling_ratio'), 2)}x upstream). The native ratio comes from one Rust "
-                  "client process that costs next to nothing, so it shows the servers' own create capacity.",
+                  "client process that costs next to nothing, so it shows the servers' own create capacity."
+                  + five_x_budget_sentence(up.get("five_x_budget"), dig(up, "ours", "server_cpu_ms_per_create")),
                   "", "Server CPU: ours is the whole `opensandbox standalone` process (SDK API, embedded API server, "
                   "manager, node agent); upstream is the `opensandbox-server` process alone (the standalone process "
                   "still does the Kubernetes side under it). Pod CPU is what the pods the node agent reaped during "

@@ -57,3 +57,15 @@ def test_the_ceiling_load_reports_rate_and_client_cpu():
     assert result["client_cpu_ms_per_create"] > 0
     assert result["server_cpu_ms_per_create"] >= 0
     assert result["late_starts"] == 0
+
+
+def test_the_5x_budget_is_what_every_core_allows_minus_the_clients_and_pods():
+    cores = os.cpu_count() or 1
+    report = {"ours": {"client_cpu_ms_per_create": 7.5, "reaped_pod_cpu_ms_per_create": 5.0},
+              "upstream": {"creates_per_s": 40.0}}
+    budget = upstream.five_x_budget(report)
+    assert budget["creates_per_s"] == 200.0 and budget["cores"] == cores
+    assert budget["machine_cpu_ms_per_create"] == pytest.approx(cores * 5.0)
+    assert budget["left_for_server_side_ms"] == pytest.approx(cores * 5.0 - 12.5)
+    assert upstream.five_x_budget({"ours": report["ours"], "upstream": {"creates_per_s": None}}) is None
+    assert upstream.five_x_budget({"upstream": {"creates_per_s": 40.0}}) is None

@@ -44,6 +44,9 @@ def complete_scenarios() -> dict:
                      "null_server": {"creates": 64, "creates_per_s": 60.0, "p50_ms": 30.0, "client_cpu_ms_per_create": 25.0,
                                      "error": None},
                      "sdk_load_ceiling_ratio": 15.0,
+                     "five_x_budget": {"creates_per_s": 20.0, "cores": 2, "machine_cpu_ms_per_create": 100.0,
+                                       "client_cpu_ms_per_create": 25.0, "pod_cpu_ms_per_create": 5.0,
+                                       "left_for_server_side_ms": 70.0},
                      "ours_native": {"creates": 128, "creates_per_s": 600.0, "p50_ms": 20.0, "p99_ms": 45.0, "error": None},
                      "upstream_native": {"creates": 128, "creates_per_s": 40.0, "p50_ms": 380.0, "p99_ms": 700.0,
                                          "error": None},
@@ -130,6 +133,20 @@ def test_the_sdk_load_ceiling_is_reported_next_to_the_ratio_it_bounds():
     scenarios["upstream"]["null_server"] = {"creates": 0, "creates_per_s": None, "error": "null server: exited"}
     latest = report.summarize(scenarios, {}, MACHINE, {})
     assert any("null server: exited" in n for n in latest["notes"])
+
+
+def test_the_5x_budget_says_what_the_server_side_may_cost():
+    scenarios = complete_scenarios()
+    scenarios["upstream"]["ours"]["server_cpu_ms_per_create"] = 4.5
+    latest = report.summarize(scenarios, {}, MACHINE, {})
+    assert latest["sdk_load_5x_server_budget_ms"] == 70.0
+    md = report.markdown(latest)
+    assert "5x upstream is 20.0 creates/s: with all 2 cores busy, 100.00 ms of machine CPU per create" in md
+    assert "leaving 70.00 ms for the whole server side (SDK API, API server, manager, node agent), ours used 4.50." in md
+    scenarios["upstream"]["five_x_budget"].update(machine_cpu_ms_per_create=11.4, left_for_server_side_ms=-1.1)
+    md = report.markdown(report.summarize(scenarios, {}, MACHINE, {}))
+    assert "leaving -1.10 ms for the whole server side" in md
+    assert "out of reach on this machine even for a server side that costs nothing" in md
 
 
 def test_a_native_run_with_errors_is_noted():
