@@ -14,7 +14,7 @@ create inside the window; 256: 14.9 ms) and overstates its sustained rate.
 
 Run (after `cargo build --release --workspace --bins`, `hack/python-env.sh`, and
 `python3 -m venv .cache/upstream-venv && .cache/upstream-venv/bin/pip install opensandbox-server`):
-    tests/python/.venv/bin/python hack/bench/upstream.py [--creates 64 --concurrency 8]
+    tests/python/.venv/bin/python hack/bench/upstream.py [--creates 256 --concurrency 8]
 A second load, `*_server_only`, times the bare POST /v1/sandboxes (then DELETE) on kept-alive
 connections: the servers' own create path without the SDK's endpoint lookups and health check.
 A third, `*_native`, is the same POST from the native load generator (`bench-sdk-create
