@@ -479,3 +479,38 @@ async fn the_scratch_dir_is_created_only_when_a_background_command_needs_it() {
         "a background command needs the scratch dir"
     );
 }
+
+#[actix_rt::test]
+async fn a_scratch_dir_that_cannot_be_created_is_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let ex = Executor::start_with(Opts {
+        envs: vec![("TMPDIR", not_a_dir.display().to_string())],
+        ..Default::default()
+    });
+    // The stream has begun (init) when the output file is opened, so the error arrives as the
+    // mid-stream `{code, message}` envelope.
+    let (status, body, _) = post_json(
+        &ex.url("/command"),
+        serde_json::json!({"command": "true", "background": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("RUNTIME_ERROR")
+            && text.contains("creating the scratch directory")
+            && text.contains(&not_a_dir.display().to_string()),
+        "{text}"
+    );
+    // The executor still serves everything that needs no scratch space.
+    let events = run(&ex, serde_json::json!({"command": "echo still here"})).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "stdout"
+                && e["text"].as_str().unwrap_or("").contains("still here")),
+        "{events:?}"
+    );
+}

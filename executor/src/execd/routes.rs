@@ -333,7 +333,7 @@ async fn run_in_session(
         .ok_or_else(|| ApiError::runtime("error running in session. context not found"))?;
     let scratch = state
         .scratch_dir()
-        .map_err(|e| ApiError::runtime(format!("scratch directory: {e}")))?;
+        .map_err(|e| ApiError::runtime(e.to_string()))?;
     let rx = session::start_run(
         scratch,
         session,

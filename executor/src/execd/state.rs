@@ -49,10 +49,19 @@ impl AppState {
     }
 
     /// The scratch directory (`tmp_dir`: background command output, spooled uploads), created
-    /// on first use: an executor that never needs it writes nothing at start.
+    /// on first use: an executor that never needs it writes nothing at start. The error names
+    /// the directory, as the caller's client sees it.
     pub fn scratch_dir(&self) -> std::io::Result<&Path> {
         if !self.scratch_created.load(Ordering::Acquire) {
-            std::fs::create_dir_all(&self.cfg.tmp_dir)?;
+            std::fs::create_dir_all(&self.cfg.tmp_dir).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "creating the scratch directory {}: {e}",
+                        self.cfg.tmp_dir.display()
+                    ),
+                )
+            })?;
             self.scratch_created.store(true, Ordering::Release);
         }
         Ok(&self.cfg.tmp_dir)

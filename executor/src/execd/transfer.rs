@@ -112,7 +112,7 @@ pub async fn upload(state: web::Data<Shared>, mut form: Multipart) -> ApiResult<
                 } else {
                     let tmp = state
                         .scratch_dir()
-                        .map_err(|e| ApiError::runtime(format!("scratch directory: {e}")))?
+                        .map_err(|e| ApiError::runtime(e.to_string()))?
                         .join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
                     let sp = Spooled(tmp.clone());
                     copy_into(&tmp, stream).await?;
